@@ -1,0 +1,1 @@
+"""The VRT-Spike search service: data, measurement, search spaces, studies and export."""
