@@ -1,0 +1,233 @@
+"""Temporal mutual self attention (TMSA): window attention, the TMSA block and a group of blocks.
+
+Faithful to VRT: self attention in 3-D windows with a learned 3-D relative position bias; in
+mutual blocks (window depth 2) a second projection of ``x + sine code`` lets each frame's queries
+attend the other frame's keys, and the output is ``proj(cat[mutual, self])``. Shifted windows on
+odd blocks with VRT's -100 region mask. The bias and the shift mask are folded into one additive
+mask and every attention call is a single 4-D :func:`model.sdpa.attention`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from einops import rearrange
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .layers import DropPath, GEGLUMlp
+from .sdpa import attention
+from .window import (
+    Window,
+    clamp_window,
+    pad_to_windows,
+    relative_position_index,
+    shift_mask,
+    sine_position_encoding,
+    window_partition,
+    window_reverse,
+)
+
+__all__ = ["WindowAttention", "TMSABlock", "TMSAGroup"]
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self (+ optional mutual) attention inside 3-D windows.
+
+    Args:
+        dim: Channels C.
+        heads: Attention heads (divide ``dim``).
+        window: Configured window (Wd, Wh, Ww); sizes the relative-position table.
+        mutual: Add mutual attention between the two frames of a depth-2 window.
+        qkv_bias: Bias in the q/k/v projections (VRT: True).
+    """
+
+    def __init__(
+        self, *, dim: int, heads: int, window: Window, mutual: bool, qkv_bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.dim, self.heads, self.window, self.mutual = dim, heads, window, mutual
+        wd, wh, ww = window
+        self.relative_position_bias_table = nn.Parameter(
+            torch.empty((2 * wd - 1) * (2 * wh - 1) * (2 * ww - 1), heads)
+        )
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.qkv_self = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        if mutual:
+            self.qkv_mut = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(2 * dim if mutual else dim, dim)
+
+    def forward(self, x: torch.Tensor, window: Window, mask: torch.Tensor | None) -> torch.Tensor:
+        """Attend within windows.
+
+        Args:
+            x: Window tokens (B, nW, N, C), N = prod(window).
+            window: Window in use (the configured one, clamped to the input).
+            mask: Shift-region mask (nW, N, N) or None for unshifted blocks.
+
+        Returns:
+            (B, nW, N, C).
+        """
+        b, nw, n, c = x.shape
+        h = self.heads
+        index = relative_position_index(window, self.window, device=x.device)
+        bias = self.relative_position_bias_table[index]  # (N, N, heads)
+        bias = rearrange(bias, "n m h -> h n m")
+        out = self._attend(self.qkv_self(x), bias, mask)  # (B, nW, N, C)
+        if self.mutual:
+            out = torch.cat([self._mutual(x, window, mask), out], dim=-1)  # (B, nW, N, 2C)
+        return self.proj(out)
+
+    def _attend(
+        self, qkv: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        b, nw, n, _ = qkv.shape
+        h = self.heads
+        if mask is None:  # same bias for every window: (B*nW, heads, N, hd) with a (1, h, N, N) mask
+            q, k, v = rearrange(qkv, "b w n (three h d) -> three (b w) h n d", three=3, h=h)
+            full = bias[None]
+        else:  # per-window mask: (B, nW*heads, N, hd) with a (1, nW*h, N, N) mask
+            q, k, v = rearrange(qkv, "b w n (three h d) -> three b (w h) n d", three=3, h=h)
+            full = rearrange(bias[None] + mask[:, None], "w h n m -> 1 (w h) n m")
+        out = attention(q, k, v, full)
+        pattern = "(b w) h n d -> b w n (h d)" if mask is None else "b (w h) n d -> b w n (h d)"
+        return rearrange(out, pattern, b=b, h=h)
+
+    def _mutual(self, x: torch.Tensor, window: Window, mask: torch.Tensor | None) -> torch.Tensor:
+        """Frame 2's queries attend frame 1 and vice versa; (B, nW, N, C) -> (B, nW, N, C)."""
+        b, nw, n, c = x.shape
+        h = self.heads
+        if window[0] != 2:  # a single frame (clip of 1): nothing to attend across
+            return x.new_zeros(b, nw, n, c)
+        pos = sine_position_encoding(window[1], window[2], c, device=x.device)  # (N/2, C)
+        qkv = self.qkv_mut(x + pos.repeat(2, 1).to(x.dtype))  # (B, nW, N, 3C)
+        q, k, v = rearrange(
+            qkv, "b w (f n) (three h d) -> three b (w h f) n d", three=3, h=h, f=2
+        )  # (B, nW*h*2, N/2, hd) with f = frame within the window
+        q = rearrange(q, "b (wh f) n d -> b wh f n d", f=2).flip(2).flatten(1, 2)  # swap frames
+        if mask is None:
+            out = attention(q, k, v)
+        else:
+            half = mask[:, : n // 2, : n // 2]  # VRT: the first frame's region labels
+            full = half[:, None, None].expand(nw, h, 2, n // 2, n // 2).reshape(1, -1, n // 2, n // 2)
+            out = attention(q, k, v, full)
+        # out[f=0] = frame-2 queries on frame 1 (placed first, as VRT does), out[f=1] the converse.
+        return rearrange(out, "b (w h f) n d -> b w (f n) (h d)", w=nw, h=h, f=2)
+
+
+class TMSABlock(nn.Module):
+    """``x + Attn(LN(x))`` then ``x + GEGLU(LN(x))``, with stochastic depth and optional checkpoints.
+
+    Args:
+        dim: Channels.
+        heads: Attention heads.
+        window: Window (Wd, Wh, Ww).
+        shift: Cyclic shift (0, 0, 0) for unshifted blocks.
+        mutual: Mutual + self attention (window depth 2) or self attention only.
+        mlp_ratio: GEGLU hidden width / dim.
+        drop_path: Stochastic depth probability.
+        checkpoint_attn: Recompute the attention half in backward.
+        checkpoint_ffn: Recompute the MLP half in backward.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        heads: int,
+        window: Window,
+        shift: Window,
+        mutual: bool,
+        mlp_ratio: float,
+        drop_path: float = 0.0,
+        checkpoint_attn: bool = False,
+        checkpoint_ffn: bool = False,
+    ) -> None:
+        super().__init__()
+        self.window, self.shift = window, shift
+        self.checkpoint_attn, self.checkpoint_ffn = checkpoint_attn, checkpoint_ffn
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim=dim, heads=heads, window=window, mutual=mutual)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = GEGLUMlp(dim, int(dim * mlp_ratio), dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W, C) -> (B, D, H, W, C)."""
+        x = x + self._maybe_checkpoint(self._attention_part, x, self.checkpoint_attn)
+        return x + self._maybe_checkpoint(self._ffn_part, x, self.checkpoint_ffn)
+
+    def _maybe_checkpoint(self, fn, x: torch.Tensor, enabled: bool) -> torch.Tensor:  # type: ignore[no-untyped-def]
+        if enabled and self.training and torch.is_grad_enabled():
+            return checkpoint(fn, x, use_reentrant=False)
+        return fn(x)
+
+    def _attention_part(self, x: torch.Tensor) -> torch.Tensor:
+        _, d, h, w, _ = x.shape
+        window, shift = clamp_window((d, h, w), self.window, self.shift)
+        x = pad_to_windows(self.norm1(x), window)  # (B, Dp, Hp, Wp, C), zeros after the norm
+        size = tuple(x.shape[1:4])
+        shifted = any(shift)
+        mask = None
+        if shifted:
+            x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
+            mask = shift_mask(size, window, shift, device=x.device)  # (nW, N, N)
+        out = self.attn(window_partition(x, window), window, mask)  # (B, nW, N, C)
+        x = window_reverse(out, window, size)
+        if shifted:
+            x = torch.roll(x, shifts=shift, dims=(1, 2, 3))
+        return self.drop_path(x[:, :d, :h, :w])
+
+    def _ffn_part(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop_path(self.mlp(self.norm2(x)))
+
+
+class TMSAGroup(nn.Module):
+    """A stack of TMSA blocks, shifted by half a window on every odd block (VRT's ``TMSAG``).
+
+    Args:
+        dim: Channels.
+        heads: Attention heads.
+        window: Window (Wd, Wh, Ww).
+        mutual: Mutual + self attention blocks or self attention only.
+        mlp_ratio: GEGLU hidden width / dim.
+        drop_path: One stochastic-depth probability per block (its length is the depth).
+        checkpoint_attn: Checkpoint attention halves.
+        checkpoint_ffn: Checkpoint MLP halves.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        heads: int,
+        window: Window,
+        mutual: bool,
+        mlp_ratio: float,
+        drop_path: Sequence[float],
+        checkpoint_attn: bool = False,
+        checkpoint_ffn: bool = False,
+    ) -> None:
+        super().__init__()
+        shift = tuple(w // 2 for w in window)
+        self.blocks = nn.ModuleList(
+            TMSABlock(
+                dim=dim,
+                heads=heads,
+                window=window,
+                shift=(0, 0, 0) if i % 2 == 0 else shift,  # type: ignore[arg-type]
+                mutual=mutual,
+                mlp_ratio=mlp_ratio,
+                drop_path=p,
+                checkpoint_attn=checkpoint_attn,
+                checkpoint_ffn=checkpoint_ffn,
+            )
+            for i, p in enumerate(drop_path)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, D, H, W, C) -> (B, D, H, W, C)."""
+        for block in self.blocks:
+            x = block(x)
+        return x
