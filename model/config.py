@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,19 +319,49 @@ class VRTSpikeConfig:
         """
         d = self.to_dict()
         for dotted, value in overrides.items():
-            *parents, leaf = dotted.split(".")
-            node = d
-            for i, key in enumerate(parents):
-                node = node.get(key) if isinstance(node, dict) else None
-                if not isinstance(node, dict):
-                    raise ConfigError(f"{'.'.join(parents[: i + 1])}: unknown config section")
-            if leaf not in node or isinstance(node[leaf], dict):
-                raise ConfigError(f"{dotted}: unknown config key")
-            node[leaf] = list(value) if isinstance(value, tuple) else value
+            node, leaf, index = _locate(d, dotted)
+            value = list(value) if isinstance(value, tuple) else value
+            if index is None:
+                node[leaf] = value
+            else:
+                node[leaf][index] = value
         return VRTSpikeConfig.from_dict(d)
+
+    def get(self, dotted: str) -> Any:
+        """The value at a dotted YAML path (``"MODEL.WINDOW_SIZE"``, ``"MODEL.VRT_DEPTHS[7]"``).
+
+        Lists come back as lists. Raises :class:`ConfigError` for an unknown path.
+        """
+        node, leaf, index = _locate(self.to_dict(), dotted)
+        return node[leaf] if index is None else node[leaf][index]
 
 
 # ---- the strict loader ---------------------------------------------------------------------
+
+
+_INDEXED = re.compile(r"^([A-Z0-9_]+)\[(\d+)\]$")
+
+
+def _locate(d: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str, int | None]:
+    """Resolve a dotted path (last part optionally ``NAME[i]``) in a config dict."""
+    *parents, leaf = dotted.split(".")
+    node: Any = d
+    for i, key in enumerate(parents):
+        node = node.get(key) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(parents[: i + 1])}: unknown config section")
+    index = None
+    m = _INDEXED.match(leaf)
+    if m:
+        leaf, index = m.group(1), int(m.group(2))
+    if leaf not in node or isinstance(node[leaf], dict):
+        raise ConfigError(f"{dotted}: unknown config key")
+    if index is not None:
+        if not isinstance(node[leaf], list):
+            raise ConfigError(f"{dotted}: {leaf} is not a list")
+        if index >= len(node[leaf]):
+            raise ConfigError(f"{dotted}: index out of range (length {len(node[leaf])})")
+    return node, leaf, index
 
 
 def _check(ok: bool, path: str, message: str) -> None:

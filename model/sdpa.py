@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["attention", "set_sdpa_enabled"]
+__all__ = ["attention", "set_sdpa_enabled", "math_attention"]
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +21,19 @@ def set_sdpa_enabled(enabled: bool) -> None:
     global _USE_SDPA
     _USE_SDPA = enabled and hasattr(F, "scaled_dot_product_attention")
     logger.debug("attention path: %s", "sdpa" if _USE_SDPA else "math")
+
+
+@contextlib.contextmanager
+def math_attention() -> Iterator[None]:
+    """Use the explicit math path inside the block (e.g. for FLOP counting: fused CPU SDPA
+    kernels are invisible to ``torch.utils.flop_counter``)."""
+    global _USE_SDPA
+    previous = _USE_SDPA
+    _USE_SDPA = False
+    try:
+        yield
+    finally:
+        _USE_SDPA = previous
 
 
 def attention(

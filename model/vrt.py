@@ -99,9 +99,9 @@ class VRTSpike(nn.Module):
         self.conv_after_body = nn.Linear(dims[7], dims[0])
         self.conv_last = nn.Conv2d(dims[0], 3, 3, padding=1)
 
-        self.use_spike = m.use_spike
-        self.fuse_stages = m.fuse.stages if m.use_spike else ()
-        if m.use_spike:
+        self.use_spike = m.use_spike and bool(m.fuse.stages)  # no fusion: the branch is unused
+        self.fuse_stages = m.fuse.stages if self.use_spike else ()
+        if self.use_spike:
             tsa, fz = m.spike_tsa, m.fuse
             self.spike_encoder = SpikeEncoder(in_bins=cfg.data.num_voxel_bins, dims=dims[:4])
             self.spike_tsa = nn.ModuleDict(
