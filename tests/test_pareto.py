@@ -32,8 +32,10 @@ def test_hypervolume_ignores_points_beyond_the_reference() -> None:
 
 
 def test_knee_is_the_bend() -> None:
-    # strong bend at (100, 30): fast points lose a lot of PSNR, slower ones gain little
-    assert knee_index(FRONT) == 0
+    # strong bend at (100, 31): faster loses a lot of PSNR, slower gains little
+    assert knee_index([(50.0, 25.0), (100.0, 31.0), (150.0, 31.5), (300.0, 32.0)]) == 1
+    # normalised distances above the chord: (100, 30) 0.50, (150, 31.8) 0.56
+    assert knee_index(FRONT) == 1
     assert knee_index([(1.0, 1.0)]) == 0
 
 
