@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["GEGLUMlp", "DropPath"]
+__all__ = ["GEGLUMlp", "GELUMlp", "DropPath"]
 
 
 class GEGLUMlp(nn.Module):
@@ -27,6 +27,13 @@ class GEGLUMlp(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(..., in_dim) -> (..., out_dim)."""
         return self.fc2(self.act(self.fc11(x)) * self.fc12(x))
+
+
+class GELUMlp(nn.Sequential):
+    """Plain feed-forward ``fc2(gelu(fc1(x)))`` on the last dimension (the seed's spike FFN)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int) -> None:
+        super().__init__(nn.Linear(in_dim, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, out_dim))
 
 
 class DropPath(nn.Module):
