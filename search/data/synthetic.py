@@ -1,0 +1,344 @@
+"""Synthetic blur + spike clips: the spec, the per-clip random draws and the clip generator.
+
+Time line of a clip (``S = subframes_per_frame``, ``R = readouts_per_subframe``): the scene is
+rendered at ``S`` sub-frames per RGB frame period; frame ``t``'s exposure is the ``E`` sub-frames
+centred in its period (``E`` drawn per clip); the blurry frame is the mean of those sub-frames in
+linear light, re-encoded with gamma 2.2; the sharp frame is the middle one; the spike camera
+reads out ``R`` times per sub-frame through the whole clip, gaps included. The spike voxels of
+frame ``t`` are ``K`` TFP bins over its exposure (:func:`search.data.spikes.voxel_windows`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from model.errors import ConfigError
+from search.data.camera import simulate_spikes
+from search.data.scene import SceneMotion, make_sprite, render_scene, resize_texture
+from search.data.spikes import tfp_voxels, voxel_windows
+from search.data.textures import PHOTO_TEXTURES, PROCEDURAL, dead_leaves, photo_texture
+
+__all__ = ["GENERATOR_VERSION", "SyntheticSpec", "ClipParams", "SyntheticClip", "generate_clip"]
+
+logger = logging.getLogger(__name__)
+
+#: Bumped whenever generation changes, so caches of older output are not reused.
+GENERATOR_VERSION = 1
+_SPLIT_CODES = {"train": 0, "val": 1}
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601 weights on linear RGB
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticSpec:
+    """Everything that determines a synthetic data set; its :meth:`key` names the cache folder.
+
+    Attributes:
+        height: Frame height H.
+        width: Frame width W.
+        clip_len: RGB frames per clip T.
+        num_bins: Spike voxel bins per RGB frame K.
+        num_train: Training clips.
+        num_val: Validation clips.
+        seed: Master seed (clip ``i`` of a split depends only on ``(seed, split, i)``).
+        subframes_per_frame: Scene renders per RGB frame period S.
+        readouts_per_subframe: Spike readouts per sub-frame R.
+        exposure_range: Exposure in sub-frames, drawn per clip (odd values preferred).
+        white_rate_range: Spike firing rate of white per readout, drawn per clip.
+        motion_range: Camera speed as a fraction of ``max(H, W)`` per frame period, per clip.
+        max_rotation_deg: Largest camera rotation speed, degrees per frame period.
+        max_zoom: Largest camera zoom speed, log-scale per frame period.
+        max_sprites: Largest number of independently moving sprites per clip.
+        sprite_size_range: Sprite size as a fraction of ``min(H, W)``.
+        coverage_range: Fraction of the texture's short side the frame shows (texture zoom).
+        procedural_fraction: Probability that a texture is procedural instead of a photograph.
+        textures: Photograph names to draw from (see ``textures.PHOTO_TEXTURES``).
+        gain_std_max: Largest per-pixel gain spread (fixed-pattern noise), drawn per clip.
+        dark_current_max: Largest mean dark current (luminance per readout), per clip.
+        shot_noise_max: Largest shot-noise factor, per clip.
+        extra_spike_rate_max: Largest spurious-spike probability per readout, per clip.
+        gamma: Camera response exponent (linear = sRGB ** gamma).
+        tfp_window: TFP window per voxel bin in readouts (None: the bin length rounded up, the
+            windows kept inside the exposure; a number: windows may reach past the exposure).
+    """
+
+    height: int = 128
+    width: int = 128
+    clip_len: int = 5
+    num_bins: int = 32
+    num_train: int = 64
+    num_val: int = 8
+    seed: int = 0
+    subframes_per_frame: int = 16
+    readouts_per_subframe: int = 4
+    exposure_range: tuple[int, int] = (7, 13)
+    white_rate_range: tuple[float, float] = (0.25, 1.0)
+    motion_range: tuple[float, float] = (0.02, 0.15)
+    max_rotation_deg: float = 2.0
+    max_zoom: float = 0.03
+    max_sprites: int = 3
+    sprite_size_range: tuple[float, float] = (0.2, 0.45)
+    coverage_range: tuple[float, float] = (0.35, 0.8)
+    procedural_fraction: float = 0.2
+    textures: tuple[str, ...] = field(default=PHOTO_TEXTURES)
+    gain_std_max: float = 0.05
+    dark_current_max: float = 0.01
+    shot_noise_max: float = 0.15
+    extra_spike_rate_max: float = 0.005
+    gamma: float = 2.2
+    tfp_window: int | None = None
+
+    def __post_init__(self) -> None:
+        def bad(name: str, why: str) -> ConfigError:
+            return ConfigError(f"SyntheticSpec.{name}: {why}, got {getattr(self, name)!r}")
+
+        for name in ("height", "width", "clip_len", "num_bins", "subframes_per_frame"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise bad(name, "must be a positive int")
+        if min(self.height, self.width) < 8:
+            raise bad("height", "frames must be at least 8x8")
+        for name in ("num_train", "num_val", "seed", "max_sprites", "readouts_per_subframe"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise bad(name, "must be an int >= 0")
+        if self.readouts_per_subframe < 1:
+            raise bad("readouts_per_subframe", "must be >= 1")
+        lo, hi = self.exposure_range
+        if not 1 <= lo <= hi <= self.subframes_per_frame:
+            raise bad("exposure_range", f"must satisfy 1 <= lo <= hi <= {self.subframes_per_frame}")
+        ranges = {
+            "white_rate_range": (1e-3, 1.0),
+            "motion_range": (0.0, 1.0),
+            "sprite_size_range": (0.01, 1.0),
+            "coverage_range": (0.05, 1.0),
+        }
+        for name, (low, high) in ranges.items():
+            a, b = getattr(self, name)
+            if not low <= a <= b <= high:
+                raise bad(name, f"must be (a, b) with {low} <= a <= b <= {high}")
+        for name in ("gain_std_max", "dark_current_max", "shot_noise_max", "max_zoom"):
+            if getattr(self, name) < 0:
+                raise bad(name, "must be >= 0")
+        if not 0 <= self.extra_spike_rate_max <= 1 or not 0 <= self.procedural_fraction <= 1:
+            raise bad("procedural_fraction", "it and extra_spike_rate_max must be in [0, 1]")
+        unknown = [t for t in self.textures if t not in PHOTO_TEXTURES]
+        if unknown or (not self.textures and self.procedural_fraction < 1):
+            raise bad("textures", f"unknown or empty; valid: {', '.join(PHOTO_TEXTURES)}")
+        if self.gamma <= 0:
+            raise bad("gamma", "must be > 0")
+        if self.tfp_window is not None and not 1 <= self.tfp_window <= self.total_readouts:
+            raise bad("tfp_window", f"must be None or in [1, {self.total_readouts}]")
+
+    @property
+    def total_readouts(self) -> int:
+        """Spike readouts in a whole clip (``T * S * R``)."""
+        return self.clip_len * self.subframes_per_frame * self.readouts_per_subframe
+
+    def to_dict(self) -> dict[str, object]:
+        """Plain JSON/YAML-friendly dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> SyntheticSpec:
+        """Inverse of :meth:`to_dict`; unknown keys are a ConfigError naming them."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"SyntheticSpec: unknown keys {unknown}")
+        kwargs = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(**kwargs)
+
+    def key(self) -> str:
+        """Stable 16-hex-digit hash of the spec and :data:`GENERATOR_VERSION`."""
+        text = json.dumps({"v": GENERATOR_VERSION, **self.to_dict()}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def folder_name(self) -> str:
+        """Readable, unique cache folder name."""
+        return (
+            f"syn-{self.height}x{self.width}-t{self.clip_len}-k{self.num_bins}-"
+            f"n{self.num_train}+{self.num_val}-s{self.seed}-{self.key()}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClipParams:
+    """The random draws of one clip (recorded next to the cached data)."""
+
+    texture: str
+    white_rate: float
+    exposure: int
+    speed_px: float
+    rotation_rad: float
+    zoom: float
+    num_sprites: int
+    sprite_speed_px: float
+    gain_std: float
+    dark_current: float
+    shot_noise: float
+    extra_spike_rate: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticClip:
+    """One generated clip.
+
+    Attributes:
+        blurry: uint8 (T, 3, H, W), gamma-encoded.
+        sharp: uint8 (T, 3, H, W), gamma-encoded middle sub-frame of each exposure.
+        spikes: bool (N, H, W), the whole clip's spike stream, ``N = T * S * R``.
+        exposures: int64 (T, 2), each frame's exposure as a ``[start, stop)`` readout range.
+        windows: int64 (T, K, 2), each voxel bin's TFP readout range.
+        params: The clip's random draws.
+    """
+
+    blurry: np.ndarray
+    sharp: np.ndarray
+    spikes: np.ndarray
+    exposures: np.ndarray
+    windows: np.ndarray
+    params: ClipParams
+
+    def voxels(self) -> np.ndarray:
+        """TFP spike voxels, float32 (T, K, H, W) in [0, 1]."""
+        return tfp_voxels(self.spikes, self.windows)
+
+
+def _draw_params(spec: SyntheticSpec, rng: np.random.Generator) -> ClipParams:
+    lo, hi = spec.exposure_range
+    exposures = [e for e in range(lo, hi + 1) if e % 2 == 1] or list(range(lo, hi + 1))
+    use_photo = spec.textures and rng.random() >= spec.procedural_fraction
+    size = max(spec.height, spec.width)
+    return ClipParams(
+        texture=str(rng.choice(spec.textures)) if use_photo else PROCEDURAL,
+        white_rate=float(rng.uniform(*spec.white_rate_range)),
+        exposure=int(rng.choice(exposures)),
+        speed_px=float(rng.uniform(*spec.motion_range) * size),
+        rotation_rad=float(math.radians(spec.max_rotation_deg) * rng.uniform(0, 1)),
+        zoom=float(spec.max_zoom * rng.uniform(0, 1)),
+        num_sprites=int(rng.integers(0, spec.max_sprites + 1)),
+        sprite_speed_px=float(rng.uniform(0.5, 1.5) * spec.motion_range[1] * size),
+        gain_std=float(spec.gain_std_max * rng.uniform(0, 1)),
+        dark_current=float(spec.dark_current_max * rng.uniform(0, 1)),
+        shot_noise=float(spec.shot_noise_max * rng.uniform(0, 1)),
+        extra_spike_rate=float(spec.extra_spike_rate_max * rng.uniform(0, 1)),
+    )
+
+
+def _texture_patch(
+    spec: SyntheticSpec, rng: np.random.Generator, name: str, *, out_h: int, out_w: int
+) -> np.ndarray:
+    """A (3, out_h, out_w) linear patch of texture ``name`` at a random place and zoom."""
+    if name == PROCEDURAL:
+        side = min(max(out_h, out_w), 512)  # dead leaves cost grows with area: cap, resize
+        tex = dead_leaves(rng, side, side)
+        return resize_texture(tex, max(out_h, out_w) / side)[:, :out_h, :out_w]
+    src = photo_texture(name, gamma=spec.gamma)  # (C, h, w)
+    if src.shape[0] == 1:  # grey photograph: give it a random tint
+        tint = 1.0 - 0.4 * rng.random(3).astype(np.float32)
+        src = src * (tint / tint.max())[:, None, None]
+    _, th, tw = src.shape
+    frame = min(spec.height, spec.width)
+    scale = frame / (rng.uniform(*spec.coverage_range) * min(th, tw))  # output px per source px
+    ch, cw = min(th, math.ceil(out_h / scale)), min(tw, math.ceil(out_w / scale))
+    y0, x0 = int(rng.integers(0, th - ch + 1)), int(rng.integers(0, tw - cw + 1))
+    crop = src[:, y0 : y0 + ch, x0 : x0 + cw]
+    patch = resize_texture(crop, max(out_h / ch, out_w / cw))
+    return np.ascontiguousarray(patch[:, :out_h, :out_w])
+
+
+def _fixed_pattern(
+    params: ClipParams, rng: np.random.Generator, hw: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    gain = np.clip(1.0 + params.gain_std * rng.standard_normal(hw), 0.5, 1.5)  # (H, W)
+    dark = params.dark_current * rng.gamma(2.0, 0.5, size=hw)  # (H, W), mean dark_current
+    return gain, dark
+
+
+def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticClip:
+    """Generate clip ``index`` of ``split`` ("train" or "val"); deterministic for the spec.
+
+    Returns:
+        The clip (see :class:`SyntheticClip` for shapes).
+    """
+    if split not in _SPLIT_CODES:
+        raise ConfigError(f"split must be one of {sorted(_SPLIT_CODES)}, got {split!r}")
+    scene_seq, camera_seq = np.random.SeedSequence([spec.seed, _SPLIT_CODES[split], index]).spawn(2)
+    rng = np.random.default_rng(scene_seq)
+    params = _draw_params(spec, rng)
+    h, w, t = spec.height, spec.width, spec.clip_len
+    s, r, e = spec.subframes_per_frame, spec.readouts_per_subframe, params.exposure
+
+    reach = params.speed_px * (t / 2 + 1) * 1.3 + 0.75 * math.hypot(h, w)  # path + half diagonal
+    side = int(min(2 * reach * math.exp(params.zoom * t), 4 * max(h, w)))
+    background = _texture_patch(spec, rng, params.texture, out_h=side, out_w=side)
+    sprites = []
+    for _ in range(params.num_sprites):
+        size = min(h, w) * rng.uniform(*spec.sprite_size_range)
+        aspect = rng.uniform(0.6, 1.6)
+        sh, sw = max(3, round(size * math.sqrt(aspect))), max(3, round(size / math.sqrt(aspect)))
+        use_photo = spec.textures and rng.random() >= spec.procedural_fraction
+        name = str(rng.choice(spec.textures)) if use_photo else PROCEDURAL
+        sprites.append(
+            make_sprite(
+                rng, _texture_patch(spec, rng, name, out_h=sh, out_w=sw), height=sh, width=sw
+            )
+        )
+    motion = SceneMotion(
+        speed=params.speed_px,
+        rotation=params.rotation_rad,
+        zoom=params.zoom,
+        sprite_speed=params.sprite_speed_px,
+    )
+    times = (np.arange(t * s) + 0.5) / s  # sub-frame centres in frame periods
+    linear = render_scene(
+        rng, height=h, width=w, times=times, background=background, sprites=sprites, motion=motion
+    )  # (T*S, 3, H, W)
+
+    first = np.arange(t) * s + (s - e) // 2  # first exposed sub-frame of each frame
+    exposed = linear[first[:, None] + np.arange(e)]  # (T, E, 3, H, W)
+    blurry_lin = exposed.mean(axis=1)  # (T, 3, H, W)
+    sharp_lin = exposed[:, e // 2]  # (T, 3, H, W)
+
+    def encode(x: np.ndarray) -> np.ndarray:
+        return np.round(np.power(np.clip(x, 0, 1), 1 / spec.gamma) * 255).astype(np.uint8)
+
+    cam_rng = np.random.default_rng(camera_seq)
+    gain, dark = _fixed_pattern(params, cam_rng, (h, w))
+    luminance = np.einsum("nchw,c->nhw", linear, _LUMA)  # (T*S, H, W) linear
+    spikes = simulate_spikes(
+        luminance,
+        threshold=1.0 / params.white_rate,
+        seed=cam_rng,
+        gain=gain,
+        dark_current=dark,
+        shot_noise=params.shot_noise,
+        extra_spike_rate=params.extra_spike_rate,
+        repeat=r,
+    )  # (T*S*R, H, W)
+    exposures = np.stack([first * r, (first + e) * r], axis=-1).astype(np.int64)  # (T, 2)
+    n_read = spec.total_readouts
+    if spec.tfp_window is None:  # windows tile the exposure (as a per-frame .dat file holds)
+        rel = voxel_windows(0, e * r, spec.num_bins)  # (K, 2)
+        windows = exposures[:, None, :1] + rel[None]  # (T, K, 2)
+    else:  # longer windows may reach outside the exposure: the stream runs on
+        windows = np.stack(
+            [
+                voxel_windows(a, e * r, spec.num_bins, window=spec.tfp_window, total=n_read)
+                for a in exposures[:, 0].tolist()
+            ]
+        )  # (T, K, 2)
+    logger.debug("generated %s clip %d: %s", split, index, params)
+    return SyntheticClip(
+        blurry=encode(blurry_lin),
+        sharp=encode(sharp_lin),
+        spikes=spikes,
+        exposures=exposures,
+        windows=windows,
+        params=params,
+    )
