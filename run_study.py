@@ -1,0 +1,289 @@
+#!/usr/bin/env python
+"""VRT-Spike search service: measure the latency/PSNR front instead of guessing it.
+
+    python run_study.py --space conservative --trials 50          # run (or resume) a study
+    python run_study.py pareto --study-name conservative-cpu      # the front as a table
+    python run_study.py export --study-name conservative-cpu --out best.yaml --policy knee
+
+Bad input exits with code 2 and a one-line reason, writing nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+import optuna
+import torch
+
+from model.errors import VRTSpikeError
+from search.budgets import BUDGETS, get_budget
+from search.export import FrontRow, choose_trial, export_trial, front_rows, reference_rows
+from search.pareto import POLICIES
+from search.space import load_space
+from search.study import (
+    FINISHED,
+    SAMPLERS,
+    StudySettings,
+    default_storage_url,
+    finished_count,
+    load_existing_study,
+    redact_url,
+    run_study,
+)
+
+COMMANDS = ("run", "pareto", "export")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit code 2
+        raise SystemExit(_fail(f"{self.prog}: {message}"))
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="run_study.py", description=__doc__.splitlines()[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run or resume a study (the default command)")
+    run.add_argument("--space", default="conservative", help="space name in spaces/ or a YAML path")
+    run.add_argument("--trials", type=_positive_int, default=50, help="finished trials the study should hold")
+    run.add_argument("--budget", choices=sorted(BUDGETS), help="default: gpu with CUDA, else cpu")
+    run.add_argument("--sampler", choices=SAMPLERS, default="tpe")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--storage", default=None, help="SQLAlchemy URL (default: sqlite under studies/)")
+    run.add_argument("--study-name", default=None, help="default: <space>-<budget>")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:K")
+    run.add_argument("--data", default="synthetic", help="'synthetic' or a Spk-GoPro data root")
+    run.add_argument("--timeout", type=_positive_float, default=None, help="seconds for this run")
+    run.add_argument("--max-latency-ms", type=_positive_float, default=None)
+    run.add_argument("--max-memory-gb", type=_positive_float, default=None)
+
+    for name, text in (("pareto", "print the front"), ("export", "export a trial as YAML")):
+        q = sub.add_parser(name, help=text)
+        q.add_argument("--study-name", required=True)
+        q.add_argument("--storage", default=None, help="SQLAlchemy URL (default: sqlite under studies/)")
+        if name == "export":
+            q.add_argument("--out", required=True, help="YAML file to write")
+            q.add_argument("--policy", choices=POLICIES, default="knee")
+            q.add_argument("--within-db", type=float, default=None, help="for fastest-within")
+            q.add_argument("--max-latency-ms", type=_positive_float, default=None, help="for best-under")
+            q.add_argument("--trial", type=int, default=None, help="export this trial number instead")
+            q.add_argument("--proxy", action="store_true", help="export the budget-scaled trained proxy")
+    return p
+
+
+def _device(text: str) -> str:
+    if text == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise VRTSpikeError(f"--device {text}: not a device (auto, cpu, cuda, cuda:K)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise VRTSpikeError(f"--device {text}: CUDA is not available on this machine")
+    if device.type not in ("cpu", "cuda"):
+        raise VRTSpikeError(f"--device {text}: only cpu and cuda are supported")
+    return str(device)
+
+
+class _Progress:
+    """One line per finished trial with elapsed time and ETA."""
+
+    def __init__(self, total: int, already: int) -> None:
+        self.total, self.already, self.start = total, already, time.perf_counter()
+        self.done = 0
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        self.done += 1
+        elapsed = time.perf_counter() - self.start
+        left = max(0, self.total - self.already - self.done)
+        eta = elapsed / self.done * left
+        a = trial.user_attrs
+        what = f"{trial.state.name.lower():8s}"
+        if trial.values:
+            what += f" latency {trial.values[0]:8.2f} ms  PSNR {trial.values[1]:6.2f} dB"
+        else:
+            what += f" {a.get('fail_reason', '')[:80]}"
+        tags = [f"ref {a['reference']}"] if "reference" in a else []
+        if "reused_from" in a:
+            tags.append(f"PSNR reused from #{a['reused_from']}")
+        if "skipped_training" in a:
+            tags.append("not trained: over latency limit")
+        tag = f"  ({'; '.join(tags)})" if tags else ""
+        print(
+            f"[{finished_count(study):>3}/{self.total}] trial {trial.number:>3} {what}{tag}  "
+            f"| elapsed {_hms(elapsed)}  ETA {_hms(eta)}",
+            flush=True,
+        )
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(seconds + 0.5), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}"
+
+
+def _table(rows: Sequence[FrontRow]) -> str:
+    head = (
+        f"{'trial':>5} {'latency ms':>10} {'cv':>5} {'PSNR dB':>8} {'SSIM':>6} {'in PSNR':>7} "
+        f"{'speed-up':>8} {'dPSNR':>6}  reference / notes"
+    )
+    lines = [head]
+    for r in rows:
+        notes = [r.reference] if r.reference else []
+        if r.reused_from is not None:
+            notes.append(f"PSNR of #{r.reused_from}")
+        if not r.feasible:
+            notes.append("infeasible")
+        lines.append(
+            f"{r.number:>5} {r.latency_ms:>10.2f} {_f(r.latency_cv, '5.3f')} {r.psnr_db:>8.2f} "
+            f"{_f(r.ssim, '6.4f')} {_f(r.input_psnr_db, '7.2f')} {_f(r.speedup, '7.2f')}x "
+            f"{_f(r.delta_psnr_db, '+6.2f')}  {', '.join(notes)}"
+        )
+    return "\n".join(lines)
+
+
+def _f(value: float | None, spec: str) -> str:
+    width = int(spec.lstrip("+").split(".")[0])
+    return f"{value:{spec}}" if value is not None else "-".rjust(width)
+
+
+def _print_front(study: optuna.Study) -> None:
+    a = study.user_attrs
+    budget = a.get("budget_settings", {})
+    shape = f"1x{budget.get('latency_frames')}x3x{budget.get('latency_size')}x{budget.get('latency_size')}"
+    print(f"study {study.study_name}: space {a.get('space')}, budget {a.get('budget')}, latency input {shape}")
+    rows = front_rows(study)
+    print(f"Pareto front ({len(rows)} trials; speed-up and dPSNR relative to the baseline reference):")
+    print(_table(rows))
+    refs = reference_rows(study)
+    if refs:
+        print("\nReference trials (the guide's hand-made choices):")
+        print(_table(refs))
+        front = {r.number for r in rows}
+        for r in refs:
+            if r.number not in front:
+                print(f"  {r.reference} (trial {r.number}) is dominated by the front")
+    for name, status in (a.get("references") or {}).items():
+        if status != "enqueued":
+            print(f"  {name}: {status}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    space = load_space(args.space)
+    device = _device(args.device)
+    budget = get_budget(args.budget or ("gpu" if device.startswith("cuda") else "cpu"))
+    settings = StudySettings(
+        space=space,
+        budget=budget,
+        n_trials=args.trials,
+        study_name=args.study_name or f"{space.name}-{budget.name}",
+        storage_url=args.storage or default_storage_url(),
+        sampler=args.sampler,
+        seed=args.seed,
+        device=device,
+        data=args.data,
+        timeout=args.timeout,
+        max_latency_ms=args.max_latency_ms,
+        max_memory_gb=args.max_memory_gb,
+    )
+    print(
+        f"study {settings.study_name} on {redact_url(settings.storage_url)}: space {space.name}, "
+        f"budget {budget.name}, sampler {args.sampler}, device {device}, {args.trials} trials"
+    )
+    progress = _Progress(args.trials, 0)
+    study = run_study(settings, callbacks=[progress])
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    print(f"\n{done} finished trials in study {study.study_name}.\n")
+    _print_front(study)
+    print(
+        f"\nexport:  python run_study.py export --study-name {study.study_name} "
+        f"--storage {redact_url(settings.storage_url)} --out best.yaml --policy knee"
+    )
+    return 0
+
+
+def _cmd_pareto(args: argparse.Namespace) -> int:
+    study = load_existing_study(args.storage or default_storage_url(), args.study_name)
+    _print_front(study)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    url = args.storage or default_storage_url()
+    study = load_existing_study(url, args.study_name)
+    trial = choose_trial(
+        study,
+        policy=args.policy,
+        within_db=args.within_db,
+        max_latency_ms=args.max_latency_ms,
+        trial_number=args.trial,
+    )
+    export_trial(
+        study,
+        trial,
+        args.out,
+        storage_url=url,
+        policy="trial" if args.trial is not None else args.policy,
+        proxy=args.proxy,
+    )
+    lat, psnr = trial.values
+    print(f"wrote {args.out}: trial {trial.number} ({lat:.2f} ms, {psnr:.2f} dB)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in (*COMMANDS, "-h", "--help", "-v", "--verbose"):
+        argv.insert(0, "run")
+    elif argv[0] in ("-v", "--verbose") and (len(argv) < 2 or argv[1] not in COMMANDS):
+        argv.insert(1, "run")
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2, already reported in one line)
+        return int(e.code or 0)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    handlers = {"run": _cmd_run, "pareto": _cmd_pareto, "export": _cmd_export}
+    try:
+        return handlers[args.command](args)
+    except VRTSpikeError as e:
+        return _fail(" ".join(str(e).split()))
+    except KeyboardInterrupt:
+        return _fail("interrupted")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

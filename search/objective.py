@@ -1,0 +1,310 @@
+"""The study's objective: sample a config, time it, train it (or reuse), return both numbers.
+
+``Objective(trial) -> (latency_ms, psnr_db)``. Secondary numbers go to user attributes; the
+constraints ``latency_ms`` / ``memory_gb`` (value - limit, feasible when <= 0) are set on every
+path that returns values and mirrored into user attributes (optuna-dashboard 0.21 ignores
+``Trial.set_constraint``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import torch
+
+from model import VRTSpike, VRTSpikeConfig
+from model.errors import ConfigError
+from search.budgets import Budget, apply_budget
+from search.cost import count_cost
+from search.data.images import write_rgb
+from search.latency import Latency, measure_latency
+from search.space import SearchSpace
+from search.train import NonFiniteLossError, evaluate, resolve_amp_dtype, train_model
+
+__all__ = ["Objective", "accuracy_key", "library_versions", "CHUNK_ONLY_KEYS"]
+
+logger = logging.getLogger(__name__)
+
+CHUNK_ONLY_KEYS: tuple[str, ...] = tuple(
+    f"MODEL.{part}.{key}"
+    for part in ("FUSE", "SPIKE_TSA")
+    for key in ("CHUNK_SIZE", "MAX_BATCH_TOKENS", "CHUNK_SHAPE", "ADAPTIVE_CHUNK")
+)
+"""Knobs that only split pixels into batches: they never change the computed function."""
+
+
+def accuracy_key(cfg: VRTSpikeConfig) -> str:
+    """Hash of everything in a (trained) config that can change its PSNR."""
+    d = cfg.to_dict()
+    for dotted in CHUNK_ONLY_KEYS:
+        section, part, key = dotted.split(".")
+        d[section][part].pop(key)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that can change a measurement."""
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def _strip_png(preview: dict[str, torch.Tensor], path: Path) -> None:
+    """Middle frame of the preview clip as ``blurry | restored | sharp``, 8-bit PNG."""
+    t = preview["blurry"].shape[0] // 2
+    tiles = [preview[k][t].float().clamp(0, 1) for k in ("blurry", "restored", "sharp")]
+    gap = torch.ones(3, tiles[0].shape[1], 2)
+    strip = torch.cat([tiles[0], gap, tiles[1], gap, tiles[2]], dim=2)  # (3, H, 3W + 4)
+    write_rgb(path, (strip.numpy() * 255 + 0.5).astype(np.uint8))  # (3, H, W)
+
+
+@dataclass(frozen=True)
+class _Limits:
+    max_latency_ms: float | None
+    max_memory_gb: float | None
+
+
+class Objective:
+    """Callable objective for a two-objective study (latency_ms down, psnr_db up).
+
+    Args:
+        space: The search space.
+        budget: The training and timing budget.
+        data: Train/val splits (``.train``, ``.val``) matching the budget's T and K.
+        device: Where to train and time.
+        seed: Seeds weights, data order and the latency inputs.
+        artifact_store: Where restored-frame strips are uploaded (None: no artifacts).
+        max_latency_ms: Optional latency limit, checked before training.
+        max_memory_gb: Optional peak-memory limit (latency and training peaks).
+        storage: The study's storage (lets a reusing trial copy its source's artifacts).
+    """
+
+    def __init__(
+        self,
+        *,
+        space: SearchSpace,
+        budget: Budget,
+        data: Any,
+        device: torch.device | str,
+        seed: int,
+        artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None,
+        max_latency_ms: float | None = None,
+        max_memory_gb: float | None = None,
+        storage: optuna.storages.BaseStorage | None = None,
+    ) -> None:
+        self.space, self.budget, self.data = space, budget, data
+        self.device = torch.device(device)
+        self.seed = seed
+        self.artifact_store = artifact_store
+        self.limits = _Limits(max_latency_ms, max_memory_gb)
+        self.versions = library_versions()
+        self.storage = storage
+
+    # ---- the trial ---------------------------------------------------------------------------
+    def __call__(self, trial: optuna.trial.BaseTrial) -> tuple[float, float]:
+        """Evaluate one candidate; returns ``(latency_ms, psnr_db)``."""
+        started = time.perf_counter()
+        try:
+            cfg = self.space.sample(trial)
+        except ConfigError as e:  # an impossible combination, e.g. heads vs widths
+            trial.set_user_attr("fail_reason", f"invalid configuration: {e}")
+            raise optuna.TrialPruned(f"invalid configuration: {e}") from e
+        proxy = apply_budget(cfg, self.budget)
+        key = accuracy_key(proxy)
+        self._record_setup(trial, cfg, proxy, key)
+
+        latency = self._measure_latency(proxy)
+        trial.set_user_attr("latency", latency.to_dict())
+        trial.set_user_attr("per_stage_ms", latency.per_stage_ms)
+        peak_gb = (latency.peak_mem_mb or 0.0) / 1024
+        over = self._over_latency(latency.median_ms)
+        if over:
+            logger.info("trial %d: %s; not trained", trial.number, over)
+            trial.set_user_attr("skipped_training", over)
+            psnr_db = self._untrained(trial, proxy)
+        else:
+            source = self._reusable(trial, key)
+            if source is not None:
+                psnr_db = self._reuse(trial, source)
+            else:
+                psnr_db, train_peak_gb = self._train(trial, proxy)
+                peak_gb = max(peak_gb, train_peak_gb)
+        self._set_constraints(trial, latency.median_ms, peak_gb)
+        trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
+        return latency.median_ms, psnr_db
+
+    # ---- steps -------------------------------------------------------------------------------
+    def _record_setup(
+        self, trial: optuna.trial.BaseTrial, cfg: VRTSpikeConfig, proxy: VRTSpikeConfig, key: str
+    ) -> None:
+        t, h, w = self.budget.latency_shape
+        cost = count_cost(proxy, frames=t, height=h, width=w)
+        attrs = {
+            "config": cfg.to_dict(),
+            "trained_config": proxy.to_dict(),
+            "accuracy_key": key,
+            "budget": self.budget.to_dict(),
+            "seed": self.seed,
+            "device": str(self.device),
+            "device_name": _device_name(self.device),
+            "versions": self.versions,
+            "space": self.space.name,
+            "params": cost.params,
+            "flops": cost.flops,
+            "flops_per_part": cost.flops_per_part,
+        }
+        for name, value in attrs.items():
+            trial.set_user_attr(name, value)
+
+    def _measure_latency(self, cfg: VRTSpikeConfig) -> Latency:
+        t, h, w = self.budget.latency_shape
+        gen = torch.Generator().manual_seed(self.seed)
+        torch.manual_seed(self.seed)
+        model = VRTSpike(cfg).to(self.device)
+        rgb = torch.rand(1, t, 3, h, w, generator=gen).to(self.device)
+        spike = torch.rand(1, t, cfg.data.num_voxel_bins, h, w, generator=gen).to(self.device)
+        amp = resolve_amp_dtype(cfg.train.amp_enabled, cfg.train.amp_dtype, self.device)
+        try:
+            return measure_latency(
+                model,
+                rgb,
+                spike,
+                amp=amp,
+                warmup=self.budget.latency_warmup,
+                repeats=self.budget.latency_repeats,
+            )
+        finally:
+            del model
+            _free(self.device)
+
+    def _over_latency(self, latency_ms: float) -> str:
+        limit = self.limits.max_latency_ms
+        if limit is not None and latency_ms > limit:
+            return f"latency {latency_ms:.2f} ms exceeds --max-latency-ms {limit:g}"
+        return ""
+
+    def _untrained(self, trial: optuna.trial.BaseTrial, cfg: VRTSpikeConfig) -> float:
+        """PSNR of the untrained network (for candidates not worth training)."""
+        torch.manual_seed(self.seed)
+        model = VRTSpike(cfg).to(self.device)
+        amp = resolve_amp_dtype(cfg.train.amp_enabled, cfg.train.amp_dtype, self.device)
+        scores, preview = evaluate(
+            model, self.data.val, device=self.device, amp=amp, num_clips=self.budget.num_val_clips
+        )
+        for name in ("ssim", "input_psnr_db", "input_ssim"):
+            trial.set_user_attr(name, scores[name])
+        self._upload_strip(trial, preview)
+        return float(scores["psnr_db"])
+
+    def _reusable(self, trial: optuna.trial.BaseTrial, key: str) -> optuna.trial.FrozenTrial | None:
+        study = getattr(trial, "study", None)
+        if study is None:  # FixedTrial: no study to reuse from
+            return None
+        for past in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+            attrs = past.user_attrs
+            if attrs.get("accuracy_key") == key and "train" in attrs and "skipped_training" not in attrs:
+                return past
+        return None
+
+    def _reuse(self, trial: optuna.trial.BaseTrial, source: optuna.trial.FrozenTrial) -> float:
+        origin = source.user_attrs.get("reused_from", source.number)
+        logger.info("trial %d: same accuracy config as trial %d; reusing its PSNR", trial.number, origin)
+        trial.set_user_attr("reused_from", origin)
+        for name in ("train", "ssim", "input_psnr_db", "input_ssim"):
+            trial.set_user_attr(name, source.user_attrs[name])
+        self._copy_strip(trial, source)
+        return float(source.values[1])
+
+    def _train(self, trial: optuna.trial.BaseTrial, cfg: VRTSpikeConfig) -> tuple[float, float]:
+        try:
+            trained = train_model(cfg, self.budget, self.data, device=self.device, seed=self.seed)
+        except NonFiniteLossError as e:
+            trial.set_user_attr("fail_reason", str(e))
+            raise
+        except (torch.OutOfMemoryError, MemoryError) as e:
+            trial.set_user_attr("fail_reason", f"out of memory: {' '.join(str(e).split())[:300]}")
+            raise
+        r = trained.result
+        summary = r.to_dict()
+        curve = summary.pop("loss_curve")
+        summary["loss_first"], summary["loss_min"] = curve[0], min(curve)
+        summary["loss_curve_every"] = curve[:: max(1, len(curve) // 50)]
+        trial.set_user_attr("train", summary)
+        trial.set_user_attr("ssim", r.ssim)
+        trial.set_user_attr("input_psnr_db", r.input_psnr_db)
+        trial.set_user_attr("input_ssim", r.input_ssim)
+        self._upload_strip(trial, trained.preview)
+        del trained
+        _free(self.device)
+        return r.psnr_db, r.peak_mem_mb / 1024
+
+    def _set_constraints(self, trial: optuna.trial.BaseTrial, latency_ms: float, peak_gb: float) -> None:
+        values: dict[str, float] = {}
+        if self.limits.max_latency_ms is not None:
+            values["latency_ms"] = latency_ms - self.limits.max_latency_ms
+        if self.limits.max_memory_gb is not None:
+            values["memory_gb"] = peak_gb - self.limits.max_memory_gb
+        for name, value in values.items():
+            if hasattr(trial, "set_constraint"):
+                trial.set_constraint(name, value)
+            trial.set_user_attr(f"constraint:{name}", value)
+        trial.set_user_attr("peak_mem_gb", peak_gb)
+        trial.set_user_attr("feasible", all(v <= 0 for v in values.values()))
+
+    # ---- artifacts ---------------------------------------------------------------------------
+    def _upload_strip(self, trial: optuna.trial.BaseTrial, preview: dict[str, torch.Tensor]) -> None:
+        if self.artifact_store is None or not isinstance(trial, optuna.trial.Trial):
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"trial{trial.number}_blurry_restored_sharp.png"
+            _strip_png(preview, path)
+            optuna.artifacts.upload_artifact(
+                artifact_store=self.artifact_store,
+                file_path=str(path),
+                study_or_trial=trial,
+                mimetype="image/png",
+            )
+
+    def _copy_strip(self, trial: optuna.trial.BaseTrial, source: optuna.trial.FrozenTrial) -> None:
+        if self.artifact_store is None or self.storage is None:
+            return
+        metas = optuna.artifacts.get_all_artifact_meta(source, storage=self.storage)
+        with tempfile.TemporaryDirectory() as tmp:
+            for meta in metas:
+                if meta.mimetype == "image/png":
+                    path = Path(tmp) / meta.filename
+                    optuna.artifacts.download_artifact(
+                        artifact_store=self.artifact_store,
+                        file_path=str(path),
+                        artifact_id=meta.artifact_id,
+                    )
+                    optuna.artifacts.upload_artifact(
+                        artifact_store=self.artifact_store,
+                        file_path=str(path),
+                        study_or_trial=trial,
+                        mimetype="image/png",
+                    )
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
