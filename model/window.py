@@ -80,10 +80,13 @@ def _device_cached(fn):  # type: ignore[no-untyped-def]
     def wrapper(*args, device: torch.device | str = "cpu"):  # type: ignore[no-untyped-def]
         device = torch.device(device)
         key = (*args, str(device))
-        if device.type == "meta":
-            return cpu_fn(*args).to(device)
-        if key not in per_device:
-            per_device[key] = cpu_fn(*args).to(device)
+        # built as normal tensors even inside inference mode, so that a later training forward
+        # can save them for backward
+        with torch.inference_mode(False):
+            if device.type == "meta":
+                return cpu_fn(*args).to(device)
+            if key not in per_device:
+                per_device[key] = cpu_fn(*args).to(device)
         return per_device[key]
 
     return wrapper

@@ -168,3 +168,13 @@ def test_single_frame_clip() -> None:
     rgb, spike = _inputs(cfg)
     out = model(rgb, spike)
     assert out.shape == rgb.shape and torch.isfinite(out).all()
+
+
+def test_training_after_an_inference_forward() -> None:
+    """Cached masks and indices built under inference mode must not break a later backward."""
+    model = VRTSpike(load_preset("tiny"))
+    rgb, spike = _inputs(model.cfg)
+    with torch.inference_mode():
+        model(rgb, spike)
+    model(rgb, spike).mean().backward()
+    assert model.stages[0].residual_group1.blocks[0].attn.relative_position_bias_table.grad is not None
