@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 
 import optuna
@@ -276,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    # set_metric_names and TPE's group option are stable in practice; their notices are noise here
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     handlers = {"run": _cmd_run, "pareto": _cmd_pareto, "export": _cmd_export}
     try:
         return handlers[args.command](args)
