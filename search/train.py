@@ -1,0 +1,399 @@
+"""The short-budget trainer: one config, one budget, fixed seeds, validation PSNR/SSIM.
+
+Recipe (DESIGN.md, "Training and measurement"): AdamW with the config's lr / betas / weight decay,
+linear warm-up then cosine decay to zero over the budget's steps, Charbonnier loss
+``mean(sqrt((restored - sharp)^2 + eps))`` (eps added under the root, as KAIR's
+``CharbonnierLoss``), gradient clipping by norm, gradient accumulation, AMP when the config
+enables it (bf16 autocast on CPU; fp16 with a gradient scaler, or bf16, on CUDA) and gradient
+checkpointing as the model's config sets it. Validation runs the deployment forward (eval,
+inference mode, same AMP) on the first ``budget.num_val_clips`` validation clips at full frame
+size and reports PSNR/SSIM of the restored clip and of the blurry input against the sharp one.
+
+Determinism: the seed fixes the weights, the batch order and every crop/flip; on CPU the same
+seed gives bit-identical results at a fixed thread count. On CUDA cuDNN is put in deterministic
+mode during training, but ``grid_sample``'s backward uses atomics, so runs agree only closely.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import random
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from model import VRTSpike, VRTSpikeConfig
+from model.errors import VRTSpikeError
+from search.budgets import Budget
+from search.latency import PeakStorage
+from search.metrics import psnr, ssim
+
+__all__ = ["NonFiniteLossError", "TrainDataError", "TrainResult", "TrainedModel", "charbonnier"]
+__all__ += ["evaluate", "lr_factor", "resolve_amp_dtype", "train", "train_model"]
+
+logger = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(VRTSpikeError, FloatingPointError):
+    """The training loss became NaN or infinite (the message gives step and value)."""
+
+
+class TrainDataError(VRTSpikeError, ValueError):
+    """The data does not match the configuration (clip length, spike bins, crop)."""
+
+
+class _Clips(Protocol):
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]: ...
+
+
+class _Splits(Protocol):
+    train: Any
+    val: Any
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one short training produced (JSON-ready through :meth:`to_dict`).
+
+    Attributes:
+        psnr_db: Validation PSNR of the restored clips (mean over frames, then clips); ``ssim``
+            likewise; ``input_psnr_db`` / ``input_ssim``: the blurry inputs' scores.
+        loss_curve: Training loss of every optimiser step (``steps`` of them).
+        samples_per_s: Training clips per second (data loading included); ``train_seconds`` /
+            ``eval_seconds``: wall times of the training loop and of the validation.
+        peak_mem_mb: Peak memory in MiB, of the kind ``peak_mem_kind`` says: ``cuda_allocated``
+            (CUDA allocator peak over the run) or ``cpu_tensors`` (parameters + the peak of live
+            tensors during the first step: activations, gradients, optimiser state).
+        device: Device string; ``amp``: autocast dtype name or None; ``seed``; ``budget`` name.
+        val_clips: Validation clips averaged over; ``params``: parameter count.
+    """
+
+    psnr_db: float
+    ssim: float
+    input_psnr_db: float
+    input_ssim: float
+    loss_curve: tuple[float, ...] = field(repr=False)
+    steps: int
+    samples_per_s: float
+    train_seconds: float
+    eval_seconds: float
+    peak_mem_mb: float
+    peak_mem_kind: str
+    device: str
+    amp: str | None
+    seed: int
+    budget: str
+    val_clips: int
+    params: int
+
+    @property
+    def psnr_gain_db(self) -> float:
+        """Restored PSNR minus the blurry input's PSNR."""
+        return self.psnr_db - self.input_psnr_db
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict, with ``psnr_gain_db`` and ``final_loss`` added."""
+        d = asdict(self)
+        d["loss_curve"] = list(self.loss_curve)
+        d["psnr_gain_db"] = self.psnr_gain_db
+        tail = self.loss_curve[-max(1, len(self.loss_curve) // 10) :]
+        d["final_loss"] = float(np.mean(tail)) if tail else None
+        return d
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The trained network, its result, and the first validation clip for previews.
+
+    Attributes:
+        model: The trained model (on the training device, eval mode).
+        result: The :class:`TrainResult`.
+        preview: ``{"blurry", "restored", "sharp"}`` of validation clip 0, each (T, 3, H, W), CPU.
+    """
+
+    model: nn.Module
+    result: TrainResult
+    preview: dict[str, torch.Tensor] = field(repr=False)
+
+
+def charbonnier(pred: torch.Tensor, target: torch.Tensor, eps: float) -> torch.Tensor:
+    """``mean(sqrt((pred - target)^2 + eps))`` in float32; any matching shapes."""
+    diff = pred.float() - target.float()
+    return torch.sqrt(diff * diff + eps).mean()
+
+
+def lr_factor(step: int, *, warmup: int, total: int) -> float:
+    """Learning-rate multiplier of (0-based) ``step``: linear warm-up, then cosine to zero."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def resolve_amp_dtype(
+    enabled: bool, dtype_name: str, device: torch.device | str
+) -> torch.dtype | None:
+    """The autocast dtype a config asks for on a device (None = full precision).
+
+    ``auto`` is fp16 on CUDA and bf16 elsewhere; CPU always runs bf16 (fp16 autocast on CPU is
+    slow and not what the project measures), and a request for fp16 there is logged.
+    """
+    if not enabled:
+        return None
+    kind = torch.device(device).type
+    name = dtype_name.lower()
+    if name not in ("auto", "float16", "bfloat16"):
+        raise ValueError(f"unknown AMP dtype {dtype_name!r}: expected auto, float16 or bfloat16")
+    if kind != "cuda":
+        if name == "float16":
+            logger.info("AMP float16 requested on %s: using bfloat16", kind)
+        return torch.bfloat16
+    return torch.bfloat16 if name == "bfloat16" else torch.float16
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _check_data(cfg: VRTSpikeConfig, clips: _Clips, what: str) -> None:
+    if len(clips) < (cfg.train.batch_size if what == "training" else 1):
+        raise TrainDataError(f"{what} split has {len(clips)} clips, fewer than one batch")
+    item = clips[0]
+    t, k = item["spike"].shape[:2]
+    if t != cfg.data.clip_len or k != cfg.data.num_voxel_bins:
+        raise TrainDataError(
+            f"{what} clips have T={t}, K={k} but the config has DATA.CLIP_LEN="
+            f"{cfg.data.clip_len}, DATA.NUM_VOXEL_BINS={cfg.data.num_voxel_bins}"
+        )
+
+
+def _batches(clips: Any, *, batch: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches (B, ...) in a seeded order; crops/flips drawn from the same generator."""
+    g = torch.Generator().manual_seed(seed)
+    sample = getattr(clips, "sample", None)
+    while True:
+        order = torch.randperm(len(clips), generator=g).tolist()
+        for start in range(0, len(order) - batch + 1, batch):
+            items = [
+                sample(i, generator=g) if sample is not None else clips[i]
+                for i in order[start : start + batch]
+            ]
+            yield {key: torch.stack([it[key] for it in items]) for key in items[0]}
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def evaluate(
+    model: nn.Module,
+    clips: _Clips,
+    *,
+    device: torch.device | str,
+    amp: torch.dtype | None,
+    num_clips: int,
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """PSNR/SSIM of the restored and of the blurry clips on the first ``num_clips`` clips.
+
+    Returns:
+        ({"psnr_db", "ssim", "input_psnr_db", "input_ssim"}, preview of clip 0 with
+        ``blurry``/``restored``/``sharp`` each (T, 3, H, W) on the CPU).
+    """
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    scores: dict[str, list[float]] = collections.defaultdict(list)
+    preview: dict[str, torch.Tensor] = {}
+    try:
+        with torch.inference_mode(), _autocast(device, amp):
+            for i in range(min(num_clips, len(clips))):
+                item = clips[i]
+                blurry, sharp = item["blurry"], item["sharp"]  # (T, 3, H, W)
+                out = model(blurry[None].to(device), item["spike"][None].to(device))
+                restored = out[0].float().clamp(0, 1).cpu()  # (T, 3, H, W)
+                scores["psnr_db"].append(psnr(restored, sharp))
+                scores["ssim"].append(ssim(restored, sharp))
+                scores["input_psnr_db"].append(psnr(blurry, sharp))
+                scores["input_ssim"].append(ssim(blurry, sharp))
+                if i == 0:
+                    preview = {"blurry": blurry, "restored": restored, "sharp": sharp}
+    finally:
+        model.train(was_training)
+    return {k: float(np.mean(v)) for k, v in scores.items()}, preview
+
+
+def _step(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler | None,
+    batches: Iterator[dict[str, torch.Tensor]],
+    *,
+    cfg: VRTSpikeConfig,
+    amp: torch.dtype | None,
+    step: int,
+) -> float:
+    """One optimiser step over ``GRADIENT_ACCUMULATION_STEPS`` micro-batches; returns the loss."""
+    tr, device = cfg.train, next(model.parameters()).device
+    accum, total = tr.gradient_accumulation_steps, 0.0
+    for _ in range(accum):
+        batch = next(batches)
+        with _autocast(device, amp):
+            out = model(batch["blurry"].to(device), batch["spike"].to(device))  # (B, T, 3, H, W)
+        loss = charbonnier(out, batch["sharp"].to(device), tr.charbonnier_eps)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise NonFiniteLossError(f"non-finite training loss {value} at step {step}")
+        total += value / accum
+        scaled = loss / accum
+        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+    if scaler is not None:
+        scaler.unscale_(opt)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip)
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    opt.zero_grad(set_to_none=True)
+    return total
+
+
+@contextlib.contextmanager
+def _cudnn_deterministic(device: torch.device) -> Iterator[None]:
+    cudnn, on = torch.backends.cudnn, device.type == "cuda"
+    old = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = (True, False) if on else old
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = old
+
+
+def train_model(
+    cfg: VRTSpikeConfig,
+    budget: Budget,
+    data: _Splits,
+    *,
+    device: torch.device | str,
+    seed: int,
+    init_state: Mapping[str, torch.Tensor] | None = None,
+) -> TrainedModel:
+    """Train ``VRTSpike(cfg)`` for the budget's steps and evaluate it.
+
+    ``cfg`` is used as given (apply :func:`~search.budgets.apply_budget` first); the budget
+    supplies steps, warm-up and the number of validation clips. Batch, crop, gradient
+    accumulation and the optimiser settings come from ``cfg``.
+
+    Args:
+        cfg: The configuration to train.
+        budget: The budget.
+        data: Splits with ``train`` / ``val`` datasets of ``{"blurry", "sharp", "spike"}`` items
+            (e.g. :class:`search.data.ClipSplits`); T and K must match the config.
+        device: Where to train.
+        seed: Seeds weights, batch order and augmentation.
+        init_state: Optional state dict to start from (continuing a checkpoint).
+
+    Returns:
+        The :class:`TrainedModel`.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (message: step and value).
+        TrainDataError: the data does not fit the configuration.
+    """
+    device = torch.device(device)
+    tr = cfg.train
+    _check_data(cfg, data.train, "training")
+    _check_data(cfg, data.val, "validation")
+    train_clips = data.train
+    if hasattr(train_clips, "with_crop"):
+        h, w = train_clips.frame_size
+        if cfg.data.crop_size > min(h, w):
+            raise TrainDataError(f"DATA.CROP_SIZE {cfg.data.crop_size} exceeds the {h}x{w} frames")
+        train_clips = train_clips.with_crop(cfg.data.crop_size)
+    amp = resolve_amp_dtype(tr.amp_enabled, tr.amp_dtype, device)
+
+    _seed_everything(seed)
+    model = VRTSpike(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(device).train()
+    params = sum(p.numel() for p in model.parameters())
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=tr.lr, betas=tr.betas, weight_decay=tr.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, warmup=budget.warmup_steps, total=budget.steps)
+    )
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10) if amp is torch.float16 else None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    batches = _batches(train_clips, batch=tr.batch_size, seed=seed)
+    curve: list[float] = []
+    tracker = None if device.type == "cuda" else PeakStorage()
+    t0 = time.perf_counter()
+    with _cudnn_deterministic(device):
+        for step in range(budget.steps):
+            watch = tracker if step == 0 and tracker is not None else contextlib.nullcontext()
+            with watch:  # CPU memory: the first step (activations, gradients, optimiser state)
+                curve.append(_step(model, opt, scaler, batches, cfg=cfg, amp=amp, step=step))
+            sched.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_s = time.perf_counter() - t0
+    if tracker is None:
+        peak, peak_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocated"
+    else:
+        held = sum(p.numel() * p.element_size() for p in model.parameters())
+        peak, peak_kind = (held + tracker.peak) / 2**20, "cpu_tensors"
+
+    t1 = time.perf_counter()
+    scores, preview = evaluate(
+        model, data.val, device=device, amp=amp, num_clips=budget.num_val_clips
+    )
+    eval_s = time.perf_counter() - t1
+    model.eval()
+    result = TrainResult(
+        **scores,
+        loss_curve=tuple(curve),
+        steps=budget.steps,
+        samples_per_s=budget.steps * tr.gradient_accumulation_steps * tr.batch_size / train_s,
+        train_seconds=train_s,
+        eval_seconds=eval_s,
+        peak_mem_mb=peak,
+        peak_mem_kind=peak_kind,
+        device=str(device),
+        amp=None if amp is None else str(amp).removeprefix("torch."),
+        seed=seed,
+        budget=budget.name,
+        val_clips=min(budget.num_val_clips, len(data.val)),
+        params=params,
+    )
+    logger.info(
+        "trained %d steps in %.1f s: PSNR %.2f dB (input %.2f), SSIM %.4f",
+        budget.steps,
+        train_s,
+        result.psnr_db,
+        result.input_psnr_db,
+        result.ssim,
+    )
+    return TrainedModel(model=model, result=result, preview=preview)
+
+
+def train(
+    cfg: VRTSpikeConfig, budget: Budget, data: _Splits, *, device: torch.device | str, seed: int
+) -> TrainResult:
+    """:func:`train_model` returning only the :class:`TrainResult`."""
+    return train_model(cfg, budget, data, device=device, seed=seed).result

@@ -1,0 +1,216 @@
+"""Budgets, the short-budget trainer (determinism, non-finite loss, AMP) and the training CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import VRTSpikeConfig, load_preset
+from model.errors import ConfigError
+from search.budgets import BUDGETS, apply_budget, get_budget, scale_widths
+from search.train import (
+    NonFiniteLossError,
+    TrainDataError,
+    charbonnier,
+    lr_factor,
+    resolve_amp_dtype,
+    train,
+    train_model,
+)
+from search.train_cli import load_checkpoint, main
+
+
+@dataclass
+class _FakeSplits:
+    """In-memory stand-in for ``search.data.ClipSplits`` (items already cropped)."""
+
+    train: list[dict[str, torch.Tensor]]
+    val: list[dict[str, torch.Tensor]]
+
+
+def _clips(n: int, *, t: int, k: int, size: int, seed: int) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        sharp = torch.rand(t, 3, size, size, generator=g)
+        blurry = (sharp + sharp.roll(1, dims=-1) + sharp.roll(-1, dims=-1)) / 3  # (T, 3, H, W)
+        spike = (torch.rand(t, k, size, size, generator=g) < sharp.mean(1, keepdim=True)).float()
+        out.append({"blurry": blurry, "sharp": sharp, "spike": spike})
+    return out
+
+
+def _smoke() -> tuple[VRTSpikeConfig, _FakeSplits]:
+    budget = get_budget("smoke")
+    cfg = apply_budget(load_preset("tiny"), budget)
+    kw = dict(t=budget.clip_len, k=budget.num_bins, size=budget.crop_size)
+    return cfg, _FakeSplits(train=_clips(4, seed=1, **kw), val=_clips(2, seed=2, **kw))
+
+
+# ---- budgets -----------------------------------------------------------------------------------
+
+
+def test_budget_registry_and_records() -> None:
+    assert {"smoke", "cpu", "gpu"} <= set(BUDGETS)
+    with pytest.raises(ConfigError, match="valid: smoke, cpu, gpu"):
+        get_budget("huge")
+    gpu = get_budget("gpu")
+    assert gpu.width_scale == 1.0 and gpu.clip_len == 5 and gpu.latency_shape == (5, 256, 256)
+    for b in BUDGETS.values():
+        assert json.loads(json.dumps(b.to_dict()))["name"] == b.name
+    spec = get_budget("cpu").data_spec(seed=3)
+    assert (spec.height, spec.clip_len, spec.num_bins, spec.seed) == (64, 3, 8, 3)
+
+
+def test_apply_budget_scales_widths_validly() -> None:
+    base = load_preset("baseline")
+    cfg = apply_budget(base, get_budget("cpu"))
+    assert cfg.model.embed_dims == (24,) * 8  # 96 * 0.25, multiples of heads 6 and fusion/TSA 4
+    assert cfg.model.deformable_groups == 8  # gcd(16, 24)
+    assert cfg.model.vrt_depths == base.model.vrt_depths  # the architecture stays complete
+    assert (cfg.data.clip_len, cfg.data.num_voxel_bins, cfg.data.crop_size) == (3, 8, 32)
+    assert cfg.train.lr == get_budget("cpu").lr
+    assert apply_budget(base, get_budget("gpu")).model.embed_dims == base.model.embed_dims
+    tiny = load_preset("tiny")
+    assert scale_widths(tiny, 0.25, min_width=12).model.embed_dims == tiny.model.embed_dims
+    odd = base.with_overrides(
+        {
+            "MODEL.EMBED_DIMS": [96] * 7 + [120],
+            "MODEL.NUM_HEADS": [6] * 7 + [5],
+            "MODEL.FUSE.HEADS": 8,
+        }
+    )
+    dims = scale_widths(odd, 0.3, min_width=12).model.embed_dims
+    assert dims[0] % 24 == 0 and dims[7] % 5 == 0  # lcm(6, 8) for stage 1; stage 8 heads 5
+
+
+# ---- trainer pieces ----------------------------------------------------------------------------
+
+
+def test_lr_schedule_and_loss_closed_forms() -> None:
+    assert [lr_factor(s, warmup=4, total=20) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_factor(4, warmup=4, total=20) == 1.0
+    assert lr_factor(12, warmup=4, total=20) == pytest.approx(0.5)
+    assert lr_factor(20, warmup=4, total=20) == pytest.approx(0.0)
+    a, b = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.3)
+    assert float(charbonnier(a, b, 1e-6)) == pytest.approx(math.sqrt(0.09 + 1e-6))
+
+
+def test_resolve_amp_dtype() -> None:
+    assert resolve_amp_dtype(False, "auto", "cpu") is None
+    assert resolve_amp_dtype(True, "auto", "cpu") is torch.bfloat16
+    assert resolve_amp_dtype(True, "float16", "cpu") is torch.bfloat16
+    assert resolve_amp_dtype(True, "auto", "cuda") is torch.float16
+    assert resolve_amp_dtype(True, "bfloat16", "cuda") is torch.bfloat16
+    with pytest.raises(ValueError, match="AMP dtype"):
+        resolve_amp_dtype(True, "int8", "cpu")
+
+
+# ---- training ----------------------------------------------------------------------------------
+
+
+def test_smoke_training_is_deterministic() -> None:
+    cfg, data = _smoke()
+    budget = get_budget("smoke")
+    first = train_model(cfg, budget, data, device="cpu", seed=0)
+    r1 = first.result
+    r2 = train(cfg, budget, data, device="cpu", seed=0)
+    r3 = train(cfg, budget, data, device="cpu", seed=1)
+    assert r1.loss_curve == r2.loss_curve and r1.psnr_db == r2.psnr_db and r1.ssim == r2.ssim
+    assert r3.loss_curve != r1.loss_curve
+    assert len(r1.loss_curve) == budget.steps == r1.steps
+    assert all(math.isfinite(v) for v in r1.loss_curve)
+    assert math.isfinite(r1.psnr_db) and 0 < r1.ssim <= 1 and r1.val_clips == budget.num_val_clips
+    assert r1.input_psnr_db == r3.input_psnr_db  # same validation clips
+    assert r1.samples_per_s > 0 and r1.peak_mem_mb > 0 and r1.peak_mem_kind == "cpu_tensors"
+    assert r1.params == sum(p.numel() for p in first.model.parameters())
+    # parameters + gradients + two AdamW moments (fp32) are a lower bound of the first step's peak
+    assert r1.peak_mem_mb * 2**20 > 4 * 4 * r1.params
+    assert first.preview["restored"].shape == data.val[0]["sharp"].shape
+    d = json.loads(json.dumps(r1.to_dict()))
+    assert d["psnr_gain_db"] == pytest.approx(r1.psnr_db - r1.input_psnr_db)
+
+
+def test_non_finite_loss_stops_with_step_and_value() -> None:
+    cfg, data = _smoke()
+    data.train[0]["sharp"][0, 0, 0, 0] = float("nan")
+    data.train[1]["sharp"][0, 0, 0, 0] = float("nan")
+    data.train[2]["sharp"][0, 0, 0, 0] = float("nan")
+    data.train[3]["sharp"][0, 0, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"non-finite training loss nan at step 0"):
+        train(cfg, get_budget("smoke"), data, device="cpu", seed=0)
+
+
+def test_data_that_does_not_fit_the_config() -> None:
+    cfg, data = _smoke()
+    wrong = _FakeSplits(train=_clips(2, t=3, k=7, size=32, seed=0), val=data.val)
+    with pytest.raises(TrainDataError, match="K=7"):
+        train(cfg, get_budget("smoke"), wrong, device="cpu", seed=0)
+
+
+def test_bf16_autocast_on_cpu() -> None:
+    cfg, data = _smoke()
+    cfg = cfg.with_overrides({"TRAIN.AMP_ENABLED": True})
+    result = train(cfg, get_budget("smoke"), data, device="cpu", seed=0)
+    assert result.amp == "bfloat16" and math.isfinite(result.psnr_db)
+
+
+# ---- CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_trains_and_writes_a_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    yaml_path = tmp_path / "tiny.yaml"
+    load_preset("tiny").to_yaml(yaml_path)
+    out = tmp_path / "ckpt.pt"
+    argv = ["--config", str(yaml_path), "--budget", "smoke", "--out", str(out)]
+    status = main([*argv, "--device", "cpu", "--cache-dir", str(tmp_path / "cache")])
+    assert status == 0, capsys.readouterr().err
+    assert "wrote" in capsys.readouterr().out
+    ckpt = load_checkpoint(out)
+    cfg = VRTSpikeConfig.from_dict(ckpt["config"])
+    assert cfg == apply_budget(load_preset("tiny"), get_budget("smoke"))
+    assert ckpt["budget"]["name"] == "smoke" and math.isfinite(ckpt["result"]["psnr_db"])
+    # continue training from the checkpoint
+    out2 = tmp_path / "ckpt2.pt"
+    more = ["--init", str(out), "--device", "cpu", "--cache-dir", str(tmp_path / "cache")]
+    assert main([*argv[:-1], str(out2), *more]) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--budget", "nope"], "unknown budget 'nope'"),
+        (["--config", "missing.yaml"], "cannot read config"),
+        (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "bogus"], ""),
+    ],
+)
+def test_cli_bad_input_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    yaml_path = tmp_path / "tiny.yaml"
+    load_preset("tiny").to_yaml(yaml_path)
+    base = {"--config": str(yaml_path), "--budget": "smoke", "--out": str(tmp_path / "c.pt")}
+    base.update(dict(zip(args[::2], args[1::2], strict=True)))
+    argv = [x for kv in base.items() for x in kv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and len(err.splitlines()) == 1 and message in err
+    assert main(["--config"]) == 2  # argparse usage error
+
+
+def test_gradient_checkpointing_same_losses_less_memory() -> None:
+    cfg, data = _smoke()
+    budget = get_budget("smoke")
+    plain = train(cfg, budget, data, device="cpu", seed=0)
+    ckpt_cfg = cfg.with_overrides(
+        {"TRAIN.USE_CHECKPOINT_ATTN": True, "TRAIN.USE_CHECKPOINT_FFN": True}
+    )
+    ckpt = train(ckpt_cfg, budget, data, device="cpu", seed=0)
+    assert ckpt.loss_curve == pytest.approx(plain.loss_curve, rel=1e-5)
+    assert ckpt.peak_mem_mb < plain.peak_mem_mb
