@@ -98,6 +98,11 @@ class VRTSpike(nn.Module):
         self.norm = nn.LayerNorm(dims[7])
         self.conv_after_body = nn.Linear(dims[7], dims[0])
         self.conv_last = nn.Conv2d(dims[0], 3, 3, padding=1)
+        # Deviation from VRT (initialisation only): the last conv starts at zero, so a new
+        # network is the identity on its input and a short training budget measures learning,
+        # not recovery from a random output offset.
+        nn.init.zeros_(self.conv_last.weight)
+        nn.init.zeros_(self.conv_last.bias)
 
         self.use_spike = m.use_spike and bool(m.fuse.stages)  # no fusion: the branch is unused
         self.fuse_stages = m.fuse.stages if self.use_spike else ()

@@ -22,6 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from model import VRTSpike, VRTSpikeConfig
+from model.sdpa import math_attention
 
 __all__ = ["Cost", "count_cost"]
 
@@ -103,7 +104,8 @@ def _count_cost_cached(cfg: VRTSpikeConfig, frames: int, height: int, width: int
     model.eval()
     model.set_part_timer(attribute)
     try:
-        with torch.no_grad(), counter:
+        # the math attention path: its two matmuls are what the counter sees on every device
+        with torch.no_grad(), math_attention(), counter:
             model(rgb, spike)
     finally:
         model.set_part_timer(None)
