@@ -76,11 +76,15 @@ def _parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run or resume a study (the default command)")
     run.add_argument("--space", default="conservative", help="space name in spaces/ or a YAML path")
-    run.add_argument("--trials", type=_positive_int, default=50, help="finished trials the study should hold")
+    run.add_argument(
+        "--trials", type=_positive_int, default=50, help="finished trials the study should hold"
+    )
     run.add_argument("--budget", choices=sorted(BUDGETS), help="default: gpu with CUDA, else cpu")
     run.add_argument("--sampler", choices=SAMPLERS, default="tpe")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--storage", default=None, help="SQLAlchemy URL (default: sqlite under studies/)")
+    run.add_argument(
+        "--storage", default=None, help="SQLAlchemy URL (default: sqlite under studies/)"
+    )
     run.add_argument("--study-name", default=None, help="default: <space>-<budget>")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:K")
     run.add_argument("--data", default="synthetic", help="'synthetic' or a Spk-GoPro data root")
@@ -91,14 +95,22 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("pareto", "print the front"), ("export", "export a trial as YAML")):
         q = sub.add_parser(name, help=text)
         q.add_argument("--study-name", required=True)
-        q.add_argument("--storage", default=None, help="SQLAlchemy URL (default: sqlite under studies/)")
+        q.add_argument(
+            "--storage", default=None, help="SQLAlchemy URL (default: sqlite under studies/)"
+        )
         if name == "export":
             q.add_argument("--out", required=True, help="YAML file to write")
             q.add_argument("--policy", choices=POLICIES, default="knee")
             q.add_argument("--within-db", type=float, default=None, help="for fastest-within")
-            q.add_argument("--max-latency-ms", type=_positive_float, default=None, help="for best-under")
-            q.add_argument("--trial", type=int, default=None, help="export this trial number instead")
-            q.add_argument("--proxy", action="store_true", help="export the budget-scaled trained proxy")
+            q.add_argument(
+                "--max-latency-ms", type=_positive_float, default=None, help="for best-under"
+            )
+            q.add_argument(
+                "--trial", type=int, default=None, help="export this trial number instead"
+            )
+            q.add_argument(
+                "--proxy", action="store_true", help="export the budget-scaled trained proxy"
+            )
     return p
 
 
@@ -181,10 +193,16 @@ def _f(value: float | None, spec: str) -> str:
 def _print_front(study: optuna.Study) -> None:
     a = study.user_attrs
     budget = a.get("budget_settings", {})
-    shape = f"1x{budget.get('latency_frames')}x3x{budget.get('latency_size')}x{budget.get('latency_size')}"
-    print(f"study {study.study_name}: space {a.get('space')}, budget {a.get('budget')}, latency input {shape}")
+    size = budget.get("latency_size")
+    shape = f"1x{budget.get('latency_frames')}x3x{size}x{size}"
+    print(
+        f"study {study.study_name}: space {a.get('space')}, budget {a.get('budget')}, "
+        f"latency input {shape}"
+    )
     rows = front_rows(study)
-    print(f"Pareto front ({len(rows)} trials; speed-up and dPSNR relative to the baseline reference):")
+    print(
+        f"Pareto front ({len(rows)} trials; speed-up and dPSNR relative to the baseline reference):"
+    )
     print(_table(rows))
     refs = reference_rows(study)
     if refs:

@@ -98,7 +98,10 @@ def chunk_invariance(results: dict) -> None:
         for chunk, tokens in ((16, 1024), (96, 65536), (128, 10**6)):
             over = {}
             for part in ("FUSE", "SPIKE_TSA"):
-                over |= {f"MODEL.{part}.CHUNK_SIZE": chunk, f"MODEL.{part}.MAX_BATCH_TOKENS": tokens}
+                over |= {
+                    f"MODEL.{part}.CHUNK_SIZE": chunk,
+                    f"MODEL.{part}.MAX_BATCH_TOKENS": tokens,
+                }
             model = VRTSpike(base.with_overrides(over)).cuda().eval()
             model.load_state_dict(ref_model.state_dict())
             worst = max(worst, (model(rgb, spike) - ref).abs().max().item())
@@ -121,7 +124,11 @@ def amp_training(results: dict) -> None:
         _say(
             results,
             f"train/{dtype}",
-            {"psnr_db": round(r.psnr_db, 3), "final_loss": r.loss_curve[-1], "samples_per_s": r.samples_per_s},
+            {
+                "psnr_db": round(r.psnr_db, 3),
+                "final_loss": r.loss_curve[-1],
+                "samples_per_s": r.samples_per_s,
+            },
         )
 
 

@@ -167,8 +167,10 @@ def main() -> None:
             ours(rgb)
 
     fns["ours"] = run_ours
-    print(f"ours     : {sum(p.numel() for p in ours.parameters()):,d} params, "
-          f"{count_flops(run_ours) / 1e9:.2f} GFLOPs")
+    print(
+        f"ours     : {sum(p.numel() for p in ours.parameters()):,d} params, "
+        f"{count_flops(run_ours) / 1e9:.2f} GFLOPs"
+    )
     if args.official:
         off_mod = load_official(args.official)
         official = off_mod.VRT(**TINY_OFFICIAL).eval()
@@ -178,13 +180,17 @@ def main() -> None:
                 official(rgb)
 
         fns["official"] = run_official
-        print(f"official : {sum(p.numel() for p in official.parameters()):,d} params, "
-              f"{count_flops(run_official) / 1e9:.2f} GFLOPs")
+        print(
+            f"official : {sum(p.numel() for p in official.parameters()):,d} params, "
+            f"{count_flops(run_official) / 1e9:.2f} GFLOPs"
+        )
     times = time_forwards(fns, args.repeats, args.warmup)
     med = {k: statistics.median(v) for k, v in times.items()}
     for name, ts in times.items():
-        print(f"{name:9s}: median {med[name]:7.1f} ms  min {min(ts):7.1f}  max {max(ts):7.1f}  "
-              f"(n={len(ts)})")
+        print(
+            f"{name:9s}: median {med[name]:7.1f} ms  min {min(ts):7.1f}  max {max(ts):7.1f}  "
+            f"(n={len(ts)})"
+        )
     if "official" in med:
         print(f"speed-up : {med['official'] / med['ours']:.2f}x")
 

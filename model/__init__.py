@@ -1,7 +1,8 @@
 """VRT-Spike: the VRT backbone with a spike-camera branch and chunked temporal fusion.
 
 Read in file order, leaf to root: ``sdpa``, ``layers``, ``window``, ``tmsa``, ``flow``, ``deform``,
-``warp``, ``chunking``, ``spike``, ``stage``, ``vrt``; the configuration is ``config`` + ``presets``.
+``warp``, ``chunking``, ``spike``, ``stage``, ``vrt``; the configuration is ``config`` and
+``presets``.
 """
 
 from .config import VRTSpikeConfig

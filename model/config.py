@@ -72,7 +72,7 @@ class ChunkConfig:
 
 @dataclass(frozen=True)
 class FuseConfig(ChunkConfig):
-    """Temporal cross-attention fusion of spike features into the RGB stages listed in ``stages``."""
+    """Temporal cross-attention fusion of spike features into the RGB stages in ``stages``."""
 
     stages: tuple[int, ...] = (1, 2, 3, 4)
 
@@ -194,7 +194,8 @@ class ModelConfig:
             _check(
                 dim % self.spike_tsa.heads == 0,
                 f"{path}.SPIKE_TSA.HEADS",
-                f"{self.spike_tsa.heads} heads do not divide spike width {dim} (scale 1/{2**scale})",
+                f"{self.spike_tsa.heads} heads do not divide spike width {dim} "
+                f"(scale 1/{2**scale})",
             )
 
 
@@ -223,7 +224,9 @@ class TrainConfig:
             f"must be >= 1, got {self.gradient_accumulation_steps}",
         )
         _check(self.lr > 0, f"{path}.LR", f"must be > 0, got {self.lr}")
-        _check(self.weight_decay >= 0, f"{path}.WEIGHT_DECAY", f"must be >= 0, got {self.weight_decay}")
+        _check(
+            self.weight_decay >= 0, f"{path}.WEIGHT_DECAY", f"must be >= 0, got {self.weight_decay}"
+        )
         for i, b in enumerate(self.betas):
             _check(0.0 <= b < 1.0, f"{path}.BETAS[{i}]", f"must be in [0, 1), got {b}")
         _check(self.grad_clip > 0, f"{path}.GRAD_CLIP", f"must be > 0, got {self.grad_clip}")
@@ -409,7 +412,8 @@ def _convert(tp: Any, v: Any, path: str) -> Any:
             return tuple(_convert(args[0], x, f"{path}[{i}]") for i, x in enumerate(v))
         if len(v) != len(args):
             raise ConfigError(f"{path}: expected {len(args)} entries, got {len(v)}")
-        return tuple(_convert(a, x, f"{path}[{i}]") for i, (a, x) in enumerate(zip(args, v)))
+        pairs = enumerate(zip(args, v, strict=True))
+        return tuple(_convert(a, x, f"{path}[{i}]") for i, (a, x) in pairs)
     if tp is bool:
         if not isinstance(v, bool):
             raise ConfigError(f"{path}: expected true or false, got {v!r}")
@@ -435,4 +439,3 @@ def _dump(obj: Any) -> Any:
     if isinstance(obj, tuple):
         return [_dump(x) for x in obj]
     return obj
-

@@ -10,4 +10,4 @@ class VRTSpikeError(Exception):
 
 
 class ConfigError(VRTSpikeError, ValueError):
-    """An invalid configuration value; the message names the key path (e.g. ``MODEL.FUSE.HEADS``)."""
+    """An invalid configuration value; the message names the key path (``MODEL.FUSE.HEADS``)."""

@@ -1,4 +1,4 @@
-"""Named configurations: the guide's baseline and schemes, VRT's official deblurring, and ``tiny``."""
+"""Named configurations: the guide's baseline and schemes, VRT's official deblurring, ``tiny``."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
 """VRT stages: multi-scale TMSA stages 1-7 with parallel warping, and stage-8 reconstruction groups.
 
-Stage (VRT's ``Stage``): entry reshape (``none``: LayerNorm; ``down``: 2x2 space-to-depth, LayerNorm,
-Linear; ``up``: depth-to-space, LayerNorm, Linear), a group of mutual + self TMSA blocks with window
-(2, w, w) for ``int(depth * mutual_ratio)`` blocks and ``linear1`` residual, a group of self-only
-blocks with window (Wt, w, w) and ``linear2`` residual, then parallel warping (flow-guided
-deformable alignment of both neighbours + GEGLU fusion), whose output replaces the features.
+Stage (VRT's ``Stage``): an entry reshape (``none``: LayerNorm; ``down``: 2x2 space-to-depth,
+LayerNorm, Linear; ``up``: depth-to-space, LayerNorm, Linear); a group of mutual + self TMSA blocks
+with window (2, w, w) for ``int(depth * mutual_ratio)`` blocks and a ``linear1`` residual; a group
+of self-only blocks with window (Wt, w, w) and a ``linear2`` residual; then parallel warping
+(flow-guided deformable alignment of both neighbours + GEGLU fusion), whose output replaces the
+features.
 """
 
 from __future__ import annotations

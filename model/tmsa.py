@@ -69,8 +69,6 @@ class WindowAttention(nn.Module):
         Returns:
             (B, nW, N, C).
         """
-        b, nw, n, c = x.shape
-        h = self.heads
         index = relative_position_index(window, self.window, device=x.device)
         bias = self.relative_position_bias_table[index]  # (N, N, heads)
         bias = rearrange(bias, "n m h -> h n m")
@@ -84,7 +82,9 @@ class WindowAttention(nn.Module):
     ) -> torch.Tensor:
         b, nw, n, _ = qkv.shape
         h = self.heads
-        if mask is None:  # same bias for every window: (B*nW, heads, N, hd) with a (1, h, N, N) mask
+        if (
+            mask is None
+        ):  # same bias for every window: (B*nW, heads, N, hd) with a (1, h, N, N) mask
             q, k, v = rearrange(qkv, "b w n (three h d) -> three (b w) h n d", three=3, h=h)
             full = bias[None]
         else:  # per-window mask: (B, nW*heads, N, hd) with a (1, nW*h, N, N) mask
@@ -110,14 +110,16 @@ class WindowAttention(nn.Module):
             out = attention(q, k, v)
         else:
             half = mask[:, : n // 2, : n // 2]  # VRT: the first frame's region labels
-            full = half[:, None, None].expand(nw, h, 2, n // 2, n // 2).reshape(1, -1, n // 2, n // 2)
+            full = (
+                half[:, None, None].expand(nw, h, 2, n // 2, n // 2).reshape(1, -1, n // 2, n // 2)
+            )
             out = attention(q, k, v, full)
         # out[f=0] = frame-2 queries on frame 1 (placed first, as VRT does), out[f=1] the converse.
         return rearrange(out, "b (w h f) n d -> b w (f n) (h d)", w=nw, h=h, f=2)
 
 
 class TMSABlock(nn.Module):
-    """``x + Attn(LN(x))`` then ``x + GEGLU(LN(x))``, with stochastic depth and optional checkpoints.
+    """``x + Attn(LN(x))`` then ``x + GEGLU(LN(x))``, stochastic depth, optional checkpoints.
 
     Args:
         dim: Channels.

@@ -88,7 +88,11 @@ class VRTSpike(nn.Module):
             ReconstructionGroup(
                 dim=dims[7],
                 heads=heads[7],
-                window=(1 if i in m.indep_reconsts else m.temporal_window, m.window_size, m.window_size),
+                window=(
+                    1 if i in m.indep_reconsts else m.temporal_window,
+                    m.window_size,
+                    m.window_size,
+                ),
                 mlp_ratio=m.mlp_ratio,
                 drop_path=dpr[i],
                 **ckpt,
@@ -182,7 +186,9 @@ class VRTSpike(nn.Module):
         rgb_p = _pad(rgb, ph, pw)  # (B, T, 3, Hp, Wp)
 
         with self._part("flow"):
-            flows_bwd, flows_fwd = compute_flows(self.spynet, rgb_p)  # 4 scales of (B, T-1, 2, h, w)
+            flows_bwd, flows_fwd = compute_flows(
+                self.spynet, rgb_p
+            )  # 4 scales of (B, T-1, 2, h, w)
         with self._part("conv_first"):
             aligned = align_images(rgb_p, flows_bwd[0], flows_fwd[0])  # (B, T, 27, Hp, Wp)
             x0 = self.conv_first(aligned.flatten(0, 1))  # (B*T, C0, Hp, Wp)
@@ -226,4 +232,3 @@ def _pad(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
     b, t = x.shape[:2]
     y = F.pad(x.flatten(0, 1), (0, pw, 0, ph), mode="replicate")
     return y.unflatten(0, (b, t))
-

@@ -55,9 +55,7 @@ def pad_to_windows(x: torch.Tensor, window: Window) -> torch.Tensor:
 def window_partition(x: torch.Tensor, window: Window) -> torch.Tensor:
     """(B, D, H, W, C) with D, H, W multiples of ``window`` -> (B, nW, N, C), N = Wd*Wh*Ww."""
     wd, wh, ww = window
-    return rearrange(
-        x, "b (d wd) (h wh) (w ww) c -> b (d h w) (wd wh ww) c", wd=wd, wh=wh, ww=ww
-    )
+    return rearrange(x, "b (d wd) (h wh) (w ww) c -> b (d h w) (wd wh ww) c", wd=wd, wh=wh, ww=ww)
 
 
 def window_reverse(windows: torch.Tensor, window: Window, size: Window) -> torch.Tensor:
@@ -98,9 +96,9 @@ def relative_position_index(window: Window, table_window: Window) -> torch.Tenso
 
     The table has (2Td-1)(2Th-1)(2Tw-1) rows; ``window`` (<= ``table_window``) is the window in use.
     """
-    coords = torch.stack(
-        torch.meshgrid(*(torch.arange(w) for w in window), indexing="ij")
-    ).flatten(1)  # (3, N)
+    coords = torch.stack(torch.meshgrid(*(torch.arange(w) for w in window), indexing="ij")).flatten(
+        1
+    )  # (3, N)
     rel = coords[:, :, None] - coords[:, None, :]  # (3, N, N)
     td, th, tw = table_window
     rel = rel + torch.tensor([td - 1, th - 1, tw - 1])[:, None, None]

@@ -106,7 +106,9 @@ def choose_trial(
     if trial_number is not None:
         trials = study.get_trials(deepcopy=False)
         if not 0 <= trial_number < len(trials) or trials[trial_number].state != TrialState.COMPLETE:
-            raise StudyError(f"trial {trial_number} of study {study.study_name!r} is not a completed trial")
+            raise StudyError(
+                f"trial {trial_number} of study {study.study_name!r} is not a completed trial"
+            )
         return trials[trial_number]
     front = study.best_trials
     if not front:
@@ -171,4 +173,3 @@ def export_trial(
         raise
     logger.info("exported trial %d of %s to %s", trial.number, study.study_name, out)
     return cfg
-

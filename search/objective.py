@@ -215,13 +215,19 @@ class Objective:
             return None
         for past in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
             attrs = past.user_attrs
-            if attrs.get("accuracy_key") == key and "train" in attrs and "skipped_training" not in attrs:
+            if (
+                attrs.get("accuracy_key") == key
+                and "train" in attrs
+                and "skipped_training" not in attrs
+            ):
                 return past
         return None
 
     def _reuse(self, trial: optuna.trial.BaseTrial, source: optuna.trial.FrozenTrial) -> float:
         origin = source.user_attrs.get("reused_from", source.number)
-        logger.info("trial %d: same accuracy config as trial %d; reusing its PSNR", trial.number, origin)
+        logger.info(
+            "trial %d: same accuracy config as trial %d; reusing its PSNR", trial.number, origin
+        )
         trial.set_user_attr("reused_from", origin)
         for name in ("train", "ssim", "input_psnr_db", "input_ssim"):
             trial.set_user_attr(name, source.user_attrs[name])
@@ -251,7 +257,9 @@ class Objective:
         _free(self.device)
         return r.psnr_db, r.peak_mem_mb / 1024
 
-    def _set_constraints(self, trial: optuna.trial.BaseTrial, latency_ms: float, peak_gb: float) -> None:
+    def _set_constraints(
+        self, trial: optuna.trial.BaseTrial, latency_ms: float, peak_gb: float
+    ) -> None:
         values: dict[str, float] = {}
         if self.limits.max_latency_ms is not None:
             values["latency_ms"] = latency_ms - self.limits.max_latency_ms
@@ -265,7 +273,9 @@ class Objective:
         trial.set_user_attr("feasible", all(v <= 0 for v in values.values()))
 
     # ---- artifacts ---------------------------------------------------------------------------
-    def _upload_strip(self, trial: optuna.trial.BaseTrial, preview: dict[str, torch.Tensor]) -> None:
+    def _upload_strip(
+        self, trial: optuna.trial.BaseTrial, preview: dict[str, torch.Tensor]
+    ) -> None:
         if self.artifact_store is None or not isinstance(trial, optuna.trial.Trial):
             return
         with tempfile.TemporaryDirectory() as tmp:

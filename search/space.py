@@ -113,7 +113,9 @@ class Param:
     def describe(self) -> str:
         """Human-readable range, e.g. ``int 6..8`` or ``{7, 8}``."""
         if self.kind == "int":
-            return f"int {int(self.low)}..{int(self.high)}" + (f" step {self.step}" if self.step else "")
+            return f"int {int(self.low)}..{int(self.high)}" + (
+                f" step {self.step}" if self.step else ""
+            )
         if self.kind == "float":
             return f"float {self.low}..{self.high}" + (" log" if self.log else "")
         if self.kind == "choices":
@@ -234,7 +236,9 @@ def _parse(data: Any, path: Path) -> SearchSpace:
         raise fail("expected a mapping with 'base' and 'params'")
     unknown = set(data) - {"name", "description", "base", "params"}
     if unknown:
-        raise fail(f"unknown top-level key {sorted(unknown)[0]!r} (valid: name, description, base, params)")
+        raise fail(
+            f"unknown top-level key {sorted(unknown)[0]!r} (valid: name, description, base, params)"
+        )
     base = data.get("base", "baseline")
     try:
         base_cfg = load_preset(str(base))
@@ -281,7 +285,9 @@ def _parse_param(key: str, spec: Any, base: VRTSpikeConfig, fail: Any) -> Param:
             raise fail(f"{where}: step must be a positive integer, got {step!r}")
         if step is not None and (high - low) % step:
             raise fail(f"{where}: range [{low}, {high}] is not a whole number of steps of {step}")
-        param = Param(key, kind, low=low, high=high, step=step, log=bool(spec.get("log", False)), when=when)
+        param = Param(
+            key, kind, low=low, high=high, step=step, log=bool(spec.get("log", False)), when=when
+        )
     else:
         if not isinstance(body, list) or not body:
             raise fail(f"{where}: {kind} needs a non-empty list")
@@ -290,7 +296,12 @@ def _parse_param(key: str, spec: Any, base: VRTSpikeConfig, fail: Any) -> Param:
             raise fail(f"{where}: repeated choices in {body}")
         if kind == "subset" and not isinstance(base_value, list):
             raise fail(f"{where}: subset needs a list-valued config path")
-        param = Param(key, kind, choices=tuple(tuple(c) if isinstance(c, list) else c for c in body), when=when)
+        param = Param(
+            key,
+            kind,
+            choices=tuple(tuple(c) if isinstance(c, list) else c for c in body),
+            when=when,
+        )
     for value in param.candidate_values():
         value = list(value) if isinstance(value, tuple) else value
         try:
@@ -300,7 +311,9 @@ def _parse_param(key: str, spec: Any, base: VRTSpikeConfig, fail: Any) -> Param:
     return param
 
 
-def _parse_when(raw: Any, base: VRTSpikeConfig, where: str, fail: Any) -> tuple[tuple[str, Any], ...]:
+def _parse_when(
+    raw: Any, base: VRTSpikeConfig, where: str, fail: Any
+) -> tuple[tuple[str, Any], ...]:
     if not isinstance(raw, Mapping):
         raise fail(f"{where}: 'when' must map config paths to values")
     for path in raw:

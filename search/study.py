@@ -75,7 +75,11 @@ def redact_url(url: str) -> str:
 
 def _sqlite_path(url: str) -> Path | None:
     parsed = sqlalchemy.engine.make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
         return None
     return Path(parsed.database)
 
@@ -140,7 +144,9 @@ def load_existing_study(url: str, study_name: str) -> optuna.Study:
 def make_sampler(name: str, *, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
     """The named sampler, configured for a two-objective study of ``n_trials`` trials."""
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True, constant_liar=True)
+        return optuna.samplers.TPESampler(
+            seed=seed, multivariate=True, group=True, constant_liar=True
+        )
     if name == "nsga2":
         population = max(4, min(50, n_trials // 5))
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=population)
@@ -245,7 +251,9 @@ def finished_count(study: optuna.Study) -> int:
 
 
 def run_study(
-    s: StudySettings, *, callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None
+    s: StudySettings,
+    *,
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
 ) -> optuna.Study:
     """Create or resume the study until it holds ``s.n_trials`` finished trials.
 
@@ -264,7 +272,9 @@ def run_study(
     _enqueue_references(study, s.space)
     remaining = s.n_trials - finished_count(study)
     if remaining <= 0:
-        logger.info("study %s already holds %d finished trials", s.study_name, finished_count(study))
+        logger.info(
+            "study %s already holds %d finished trials", s.study_name, finished_count(study)
+        )
         return study
     data = load_data(s.data, s.budget, seed=s.seed)
     objective = Objective(
@@ -273,7 +283,9 @@ def run_study(
         data=data,
         device=s.device,
         seed=s.seed,
-        artifact_store=optuna.artifacts.FileSystemArtifactStore(_ensure(artifact_dir(s.storage_url))),
+        artifact_store=optuna.artifacts.FileSystemArtifactStore(
+            _ensure(artifact_dir(s.storage_url))
+        ),
         max_latency_ms=s.max_latency_ms,
         max_memory_gb=s.max_memory_gb,
         storage=storage,

@@ -30,7 +30,9 @@ def test_guide_scheme_a_yaml_loads_to_its_values() -> None:
     assert cfg.train.amp_enabled is True and cfg.train.gradient_accumulation_steps == 12
     assert cfg.data.crop_size == 256
     # keys the guide does not set keep the seed's defaults
-    assert m.fuse.stages == (1, 2, 3, 4) and cfg.data.clip_len == 5 and cfg.data.num_voxel_bins == 32
+    assert (
+        m.fuse.stages == (1, 2, 3, 4) and cfg.data.clip_len == 5 and cfg.data.num_voxel_bins == 32
+    )
     assert cfg == load_preset("scheme_a")
 
 

@@ -9,7 +9,9 @@ from torch import nn
 from model import VRTSpike, VRTSpikeConfig, load_preset
 
 
-def _inputs(cfg: VRTSpikeConfig, h: int = 16, w: int = 16, b: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(
+    cfg: VRTSpikeConfig, h: int = 16, w: int = 16, b: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     t, k = cfg.data.clip_len, cfg.data.num_voxel_bins
     return torch.rand(b, t, 3, h, w), torch.rand(b, t, k, h, w)
 
@@ -177,4 +179,6 @@ def test_training_after_an_inference_forward() -> None:
     with torch.inference_mode():
         model(rgb, spike)
     model(rgb, spike).mean().backward()
-    assert model.stages[0].residual_group1.blocks[0].attn.relative_position_bias_table.grad is not None
+    assert (
+        model.stages[0].residual_group1.blocks[0].attn.relative_position_bias_table.grad is not None
+    )

@@ -22,7 +22,9 @@ def test_hypervolume_matches_optunas_own_computation() -> None:
         pts = [(rng.uniform(10, 100), rng.uniform(20, 35)) for _ in range(rng.randint(1, 12))]
         ref = (120.0, 18.0)
         # optuna minimises every objective: negate PSNR
-        expected = compute_hypervolume(np.array([[lat, -p] for lat, p in pts]), np.array([ref[0], -ref[1]]))
+        expected = compute_hypervolume(
+            np.array([[lat, -p] for lat, p in pts]), np.array([ref[0], -ref[1]])
+        )
         assert hypervolume_2d(pts, ref) == pytest.approx(expected, rel=1e-12)
 
 

@@ -24,7 +24,9 @@ def test_shipped_spaces_load() -> None:
         ("full", {"baseline", "scheme_a", "scheme_b"}),
     ],
 )
-def test_reference_configs_round_trip_through_fixed_trials(space: str, expressible: set[str]) -> None:
+def test_reference_configs_round_trip_through_fixed_trials(
+    space: str, expressible: set[str]
+) -> None:
     s = load_space(space)
     for ref in ("baseline", "scheme_a", "scheme_b"):
         want = load_preset(ref)
@@ -39,7 +41,9 @@ def test_reference_configs_round_trip_through_fixed_trials(space: str, expressib
 
 def test_sampling_with_a_real_study_stays_in_range() -> None:
     s = load_space("aggressive")
-    study = optuna.create_study(directions=["minimize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    study = optuna.create_study(
+        directions=["minimize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=1)
+    )
     for _ in range(20):
         trial = study.ask()
         cfg = s.sample(trial)
@@ -59,7 +63,10 @@ def _write(tmp_path: Path, text: str) -> Path:
     ("text", "words"),
     [
         ("params:\n  MODEL.NOPE: {int: [1, 2]}\n", "parameter MODEL.NOPE: unknown config path"),
-        ("params:\n  MODEL.WINDOW_SIZE: {int: [8, 6]}\n", "parameter MODEL.WINDOW_SIZE: empty range"),
+        (
+            "params:\n  MODEL.WINDOW_SIZE: {int: [8, 6]}\n",
+            "parameter MODEL.WINDOW_SIZE: empty range",
+        ),
         ("params:\n  MODEL.WINDOW_SIZE: {int: [6, 9]}\n", "value 9 is impossible"),
         ("params:\n  MODEL.FUSE.STAGES: {choices: [[1, 8]]}\n", "outside 1-7"),
         ("params:\n  MODEL.WINDOW_SIZE: {choices: []}\n", "non-empty list"),
@@ -68,7 +75,10 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("params:\n  MODEL.VRT_DEPTHS[9]: {int: [1, 2]}\n", "index out of range"),
         ("params: {}\n", "non-empty mapping"),
         ("base: nonsense\nparams:\n  MODEL.WINDOW_SIZE: {int: [6, 8]}\n", "unknown preset"),
-        ("params:\n  MODEL.WINDOW_SIZE: {int: [6, 8], when: {MODEL.X: 1}}\n", "'when' names an unknown"),
+        (
+            "params:\n  MODEL.WINDOW_SIZE: {int: [6, 8], when: {MODEL.X: 1}}\n",
+            "'when' names an unknown",
+        ),
         ("params: [\n", "malformed YAML"),
         ("sampler: tpe\nparams:\n  MODEL.WINDOW_SIZE: {int: [6, 8]}\n", "unknown top-level key"),
     ],

@@ -39,7 +39,11 @@ def test_objective_with_fixed_trial(workdir: Path) -> None:
     budget = get_budget("smoke")
     space = load_space(SPACE)
     objective = Objective(
-        space=space, budget=budget, data=load_data("synthetic", budget, seed=0), device="cpu", seed=0
+        space=space,
+        budget=budget,
+        data=load_data("synthetic", budget, seed=0),
+        device="cpu",
+        seed=0,
     )
     params = {"MODEL.VRT_DEPTHS[7]": 1, "MODEL.WINDOW_SIZE": 3, "MODEL.FUSE.CHUNK_SIZE": 4}
     trial = optuna.trial.FixedTrial(params)
@@ -59,7 +63,9 @@ def test_objective_with_fixed_trial(workdir: Path) -> None:
 
 def test_accuracy_key_ignores_chunking_only() -> None:
     cfg = load_preset("baseline")
-    same = cfg.with_overrides({"MODEL.FUSE.CHUNK_SIZE": 96, "MODEL.SPIKE_TSA.MAX_BATCH_TOKENS": 1024})
+    same = cfg.with_overrides(
+        {"MODEL.FUSE.CHUNK_SIZE": 96, "MODEL.SPIKE_TSA.MAX_BATCH_TOKENS": 1024}
+    )
     assert accuracy_key(cfg) == accuracy_key(same)
     assert accuracy_key(cfg) != accuracy_key(cfg.with_overrides({"MODEL.WINDOW_SIZE": 7}))
     assert accuracy_key(cfg) != accuracy_key(cfg.with_overrides({"TRAIN.AMP_ENABLED": True}))
@@ -76,7 +82,9 @@ def test_references_enqueued_once_with_reasons() -> None:
     assert len(study.get_trials()) == 2 and set(status) == set(REFERENCES)
 
 
-def test_cli_study_resume_reuse_pareto_and_export(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_study_resume_reuse_pareto_and_export(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"sqlite:///{workdir / 'studies' / 's.db'}"
     common = ("--space", SPACE, "--budget", "smoke", "--storage", url, "--study-name", "t")
     assert _cli(*common, "--trials", "2") == 0
@@ -94,7 +102,10 @@ def test_cli_study_resume_reuse_pareto_and_export(workdir: Path, capsys: pytest.
         first = next(t for t in trials if t.number == first.user_attrs["reused_from"])
     assert second.user_attrs["reused_from"] == first.number
     assert second.values[1] == first.values[1]
-    assert "train" in second.user_attrs and second.user_attrs["latency"]["median_ms"] == second.values[0]
+    assert (
+        "train" in second.user_attrs
+        and second.user_attrs["latency"]["median_ms"] == second.values[0]
+    )
     assert _cli(*common, "--trials", "4") == 0  # already complete: nothing more runs
     assert len(optuna.load_study(study_name="t", storage=url).trials) == 4
 
@@ -117,8 +128,15 @@ def test_cli_study_resume_reuse_pareto_and_export(workdir: Path, capsys: pytest.
     exported = VRTSpikeConfig.from_yaml(out_yaml)
     chosen = trials[yaml.safe_load(text)["PROVENANCE"]["trial"]]
     assert exported == VRTSpikeConfig.from_dict(chosen.user_attrs["config"])
-    assert _cli("export", "--study-name", "t", "--storage", url, "--out", str(out_yaml), "--trial", "1") == 0
-    assert VRTSpikeConfig.from_yaml(out_yaml) == VRTSpikeConfig.from_dict(trials[1].user_attrs["config"])
+    assert (
+        _cli(
+            "export", "--study-name", "t", "--storage", url, "--out", str(out_yaml), "--trial", "1"
+        )
+        == 0
+    )
+    assert VRTSpikeConfig.from_yaml(out_yaml) == VRTSpikeConfig.from_dict(
+        trials[1].user_attrs["config"]
+    )
 
     # a different budget for the same study is refused before anything runs
     assert _cli("--space", SPACE, "--budget", "cpu", "--storage", url, "--study-name", "t") == 2
@@ -132,7 +150,10 @@ def test_cli_study_resume_reuse_pareto_and_export(workdir: Path, capsys: pytest.
         (("--trials", "0"), "must be at least 1"),
         (("--trials", "-1"), "must be at least 1"),
         (("--space", "conservative", "--storage", "notaurl"), "malformed storage URL"),
-        (("--space", "conservative", "--storage", "postgresql://u:s3cret@127.0.0.1:9/db"), "cannot open storage"),
+        (
+            ("--space", "conservative", "--storage", "postgresql://u:s3cret@127.0.0.1:9/db"),
+            "cannot open storage",
+        ),
         (("pareto", "--study-name", "missing"), "no study storage"),
         (("export", "--study-name", "missing", "--out", "x.yaml"), "no study storage"),
         (("--device", "tpu"), "--device tpu"),
@@ -148,7 +169,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert not (workdir / "studies").exists() and not (workdir / "x.yaml").exists()
 
 
-def test_malformed_space_file_and_missing_study(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_space_file_and_missing_study(
+    workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     bad = workdir / "bad.yaml"
     bad.write_text("params: [\n")
     assert _cli("--space", str(bad)) == 2

@@ -19,7 +19,9 @@ from model.window import (
 
 def _official_index(window: tuple[int, int, int]) -> torch.Tensor:
     wd, wh, ww = window
-    coords = torch.stack(torch.meshgrid(torch.arange(wd), torch.arange(wh), torch.arange(ww), indexing="ij"))
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(wd), torch.arange(wh), torch.arange(ww), indexing="ij")
+    )
     flat = coords.flatten(1)
     rel = (flat[:, :, None] - flat[:, None, :]).permute(1, 2, 0).contiguous()
     rel[:, :, 0] += wd - 1
@@ -57,7 +59,9 @@ def _official_mask(size, window, shift) -> torch.Tensor:  # type: ignore[no-unty
     return m.masked_fill(m != 0, -100.0).masked_fill(m == 0, 0.0)
 
 
-def _official_attention(mod: WindowAttention, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def _official_attention(
+    mod: WindowAttention, x: torch.Tensor, mask: torch.Tensor | None
+) -> torch.Tensor:
     """VRT's WindowAttention.forward on (B_, N, C) windows, transcribed literally."""
     b_, n, c = x.shape
     h = mod.heads
@@ -67,7 +71,9 @@ def _official_attention(mod: WindowAttention, x: torch.Tensor, mask: torch.Tenso
         nn_ = q.shape[2]
         a = (q * (c // h) ** -0.5) @ k.transpose(-2, -1)
         if rpe:
-            bias = mod.relative_position_bias_table[index[:nn_, :nn_].reshape(-1)].reshape(nn_, nn_, -1)
+            bias = mod.relative_position_bias_table[index[:nn_, :nn_].reshape(-1)].reshape(
+                nn_, nn_, -1
+            )
             a = a + bias.permute(2, 0, 1).unsqueeze(0)
         if mask is not None:
             nw = mask.shape[0]
@@ -79,7 +85,9 @@ def _official_attention(mod: WindowAttention, x: torch.Tensor, mask: torch.Tenso
     out = att(qkv[0], qkv[1], qkv[2], True)
     if mod.mutual:
         pos = _official_sine(mod.window[1], mod.window[2], c // 2)[None]
-        qkv = mod.qkv_mut(x + pos.repeat(1, 2, 1)).reshape(b_, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+        qkv = (
+            mod.qkv_mut(x + pos.repeat(1, 2, 1)).reshape(b_, n, 3, h, c // h).permute(2, 0, 3, 1, 4)
+        )
         (q1, q2), (k1, k2), (v1, v2) = (torch.chunk(t, 2, dim=2) for t in qkv)
         x1 = att(q2, k1, v1, False)
         x2 = att(q1, k2, v2, False)
@@ -125,4 +133,3 @@ def test_block_partition_roundtrip_and_padding() -> None:
     block = TMSABlock(dim=8, heads=2, window=(2, 4, 4), shift=(1, 2, 2), mutual=True, mlp_ratio=2.0)
     y = block(torch.randn(2, 5, 9, 7, 8))  # odd sizes: padded to (6, 12, 8) inside, cropped back
     assert y.shape == (2, 5, 9, 7, 8) and torch.isfinite(y).all()
-
