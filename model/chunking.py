@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -87,8 +88,8 @@ class ChunkPlan:
 
 def check_chunk_args(
     *, chunk_size: int, max_batch_tokens: int, chunk_shape: str, adaptive_chunk: bool
-) -> None:
-    """Validate the chunking knobs.
+) -> dict[str, Any]:
+    """Validate the chunking knobs; returns them as keyword arguments of :func:`apply_per_pixel`.
 
     Raises:
         ConfigError: A knob has the wrong type or an impossible value (the message names it).
@@ -100,6 +101,12 @@ def check_chunk_args(
         raise ConfigError(f"chunk_shape must be one of {list(CHUNK_SHAPES)}, got {chunk_shape!r}")
     if not isinstance(adaptive_chunk, bool):
         raise ConfigError(f"adaptive_chunk must be a bool, got {adaptive_chunk!r}")
+    return {
+        "chunk_size": chunk_size,
+        "max_batch_tokens": max_batch_tokens,
+        "chunk_shape": chunk_shape,
+        "adaptive_chunk": adaptive_chunk,
+    }
 
 
 def _tile(

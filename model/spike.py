@@ -142,13 +142,12 @@ class SpikeTemporalSelfAttention(nn.Module):
     ) -> None:
         super().__init__()
         _check_heads(dim, heads)
-        self.chunking = {
-            "chunk_size": chunk_size,
-            "max_batch_tokens": max_batch_tokens,
-            "chunk_shape": chunk_shape,
-            "adaptive_chunk": adaptive_chunk,
-        }
-        check_chunk_args(**self.chunking)
+        self.chunking = check_chunk_args(
+            chunk_size=chunk_size,
+            max_batch_tokens=max_batch_tokens,
+            chunk_shape=chunk_shape,
+            adaptive_chunk=adaptive_chunk,
+        )
         self.dim = dim
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim)
@@ -213,13 +212,12 @@ class TemporalCrossAttentionFusion(nn.Module):
         _check_heads(dim, heads)
         if spike_dim < 1:
             raise ConfigError(f"spike_dim must be >= 1, got {spike_dim}")
-        self.chunking = {
-            "chunk_size": chunk_size,
-            "max_batch_tokens": max_batch_tokens,
-            "chunk_shape": chunk_shape,
-            "adaptive_chunk": adaptive_chunk,
-        }
-        check_chunk_args(**self.chunking)
+        self.chunking = check_chunk_args(
+            chunk_size=chunk_size,
+            max_batch_tokens=max_batch_tokens,
+            chunk_shape=chunk_shape,
+            adaptive_chunk=adaptive_chunk,
+        )
         self.dim = dim
         self.spike_dim = spike_dim
         self.heads = heads
