@@ -184,3 +184,21 @@ def test_malformed_space_file_and_missing_study(
     assert _cli("export", "--study-name", "other", "--storage", url, "--out", "o.yaml") == 2
     assert "no finished feasible trial" in capsys.readouterr().err
     assert not (workdir / "o.yaml").exists()
+
+
+@pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
+def test_every_sampler_runs_a_two_objective_study(name: str) -> None:
+    from search.study import make_sampler
+
+    sampler = make_sampler(name, seed=0, n_trials=10)
+    study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)
+    space = load_space("conservative")
+
+    def objective(trial: optuna.trial.Trial) -> tuple[float, float]:
+        cfg = space.sample(trial)
+        return float(sum(cfg.model.vrt_depths)), float(cfg.model.window_size)
+
+    study.optimize(objective, n_trials=6)
+    assert len(study.best_trials) >= 1
+    if name == "nsga2":
+        assert sampler._population_size == 4  # sized to the trial count, not the default 50
