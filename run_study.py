@@ -4,6 +4,7 @@
     python run_study.py --space conservative --trials 50          # run (or resume) a study
     python run_study.py pareto --study-name conservative-cpu      # the front as a table
     python run_study.py export --study-name conservative-cpu --out best.yaml --policy knee
+    python run_study.py dashboard                                 # optuna-dashboard on 127.0.0.1
 
 Bad input exits with code 2 and a one-line reason, writing nothing.
 """
@@ -22,6 +23,7 @@ import torch
 
 from model.errors import VRTSpikeError
 from search.budgets import BUDGETS, get_budget
+from search.dashboard import is_loopback, publish_all, publish_study, serve
 from search.export import FrontRow, choose_trial, export_trial, front_rows, reference_rows
 from search.pareto import POLICIES
 from search.space import load_space
@@ -29,6 +31,7 @@ from search.study import (
     FINISHED,
     SAMPLERS,
     StudySettings,
+    artifact_dir,
     default_storage_url,
     finished_count,
     load_existing_study,
@@ -36,7 +39,7 @@ from search.study import (
     run_study,
 )
 
-COMMANDS = ("run", "pareto", "export")
+COMMANDS = ("run", "pareto", "export", "dashboard")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -111,7 +114,23 @@ def _parser() -> argparse.ArgumentParser:
             q.add_argument(
                 "--proxy", action="store_true", help="export the budget-scaled trained proxy"
             )
+    dash = sub.add_parser("dashboard", help="open the studies in optuna-dashboard")
+    dash.add_argument(
+        "--storage", default=None, help="SQLAlchemy URL (default: sqlite under studies/)"
+    )
+    dash.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    dash.add_argument("--port", type=_port, default=8080, help="0 picks a free port")
     return p
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, got {value}")
+    return value
 
 
 def _device(text: str) -> str:
@@ -242,6 +261,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     progress = _Progress(args.trials, 0)
     study = run_study(settings, callbacks=[progress])
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir(settings.storage_url)))
+    publish_study(study, store)  # hypervolume figure and note for the dashboard
     print(f"\n{done} finished trials in study {study.study_name}.\n")
     _print_front(study)
     print(
@@ -280,6 +301,33 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    url = args.storage or default_storage_url()
+    try:
+        server = serve(url, host=args.host, port=args.port)  # refuses a missing storage first
+    except OSError as e:
+        reason = e.strerror or e
+        raise VRTSpikeError(f"cannot listen on {args.host}:{args.port}: {reason}") from None
+    studies = publish_all(url)
+    if not is_loopback(args.host):
+        print(
+            f"warning: binding to {args.host}: optuna-dashboard has write endpoints (delete "
+            "studies, edit notes, upload artifacts) and no authentication; anyone who can reach "
+            "this port can change the studies",
+            file=sys.stderr,
+        )
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"{len(studies)} studies in {redact_url(url)}: {', '.join(studies) or 'none'}")
+    print(f"optuna-dashboard: http://{host}:{server.server_port}/dashboard  (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help", "-v", "--verbose"):
@@ -297,7 +345,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     # set_metric_names and TPE's group option are stable in practice; their notices are noise here
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    handlers = {"run": _cmd_run, "pareto": _cmd_pareto, "export": _cmd_export}
+    handlers = {
+        "run": _cmd_run,
+        "pareto": _cmd_pareto,
+        "export": _cmd_export,
+        "dashboard": _cmd_dashboard,
+    }
     try:
         return handlers[args.command](args)
     except VRTSpikeError as e:

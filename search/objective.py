@@ -25,13 +25,21 @@ import torch
 from model import VRTSpike, VRTSpikeConfig
 from model.errors import ConfigError
 from search.budgets import Budget, apply_budget
+from search.charts import stage_profile_csv, stage_profile_png
 from search.cost import count_cost
 from search.data.images import write_rgb
 from search.latency import Latency, measure_latency
 from search.space import SearchSpace
 from search.train import NonFiniteLossError, evaluate, resolve_amp_dtype, train_model
 
-__all__ = ["Objective", "accuracy_key", "library_versions", "CHUNK_ONLY_KEYS"]
+__all__ = [
+    "Objective",
+    "accuracy_key",
+    "library_versions",
+    "CHUNK_ONLY_KEYS",
+    "STRIP_SUFFIX",
+    "PROFILE_SUFFIX",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +49,11 @@ CHUNK_ONLY_KEYS: tuple[str, ...] = tuple(
     for key in ("CHUNK_SIZE", "MAX_BATCH_TOKENS", "CHUNK_SHAPE", "ADAPTIVE_CHUNK")
 )
 """Knobs that only split pixels into batches: they never change the computed function."""
+
+STRIP_SUFFIX = "_blurry_restored_sharp"
+"""File-name tail of the restored-frames strip artifact (``trial<N>_blurry_restored_sharp.png``)."""
+PROFILE_SUFFIX = "_stage_profile"
+"""File-name tail of the stage-profile artifacts (``.png`` chart, ``.csv`` table)."""
 
 
 def accuracy_key(cfg: VRTSpikeConfig) -> str:
@@ -86,7 +99,8 @@ class Objective:
         data: Train/val splits (``.train``, ``.val``) matching the budget's T and K.
         device: Where to train and time.
         seed: Seeds weights, data order and the latency inputs.
-        artifact_store: Where restored-frame strips are uploaded (None: no artifacts).
+        artifact_store: Where the restored-frames strip and the stage profile (PNG chart and
+            ``part,ms,share`` CSV) are uploaded (None: no artifacts).
         max_latency_ms: Optional latency limit, checked before training.
         max_memory_gb: Optional peak-memory limit (latency and training peaks).
         storage: The study's storage (lets a reusing trial copy its source's artifacts).
@@ -129,6 +143,7 @@ class Objective:
         latency = self._measure_latency(proxy)
         trial.set_user_attr("latency", latency.to_dict())
         trial.set_user_attr("per_stage_ms", latency.per_stage_ms)
+        self._upload_profile(trial, latency)
         peak_gb = (latency.peak_mem_mb or 0.0) / 1024
         over = self._over_latency(latency.median_ms)
         if over:
@@ -279,7 +294,7 @@ class Objective:
         if self.artifact_store is None or not isinstance(trial, optuna.trial.Trial):
             return
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"trial{trial.number}_blurry_restored_sharp.png"
+            path = Path(tmp) / f"trial{trial.number}{STRIP_SUFFIX}.png"
             _strip_png(preview, path)
             optuna.artifacts.upload_artifact(
                 artifact_store=self.artifact_store,
@@ -288,13 +303,31 @@ class Objective:
                 mimetype="image/png",
             )
 
+    def _upload_profile(self, trial: optuna.trial.BaseTrial, latency: Latency) -> None:
+        """Stage profile as a bar chart (``image/png``) and a ``part,ms,share`` table (CSV)."""
+        if self.artifact_store is None or not isinstance(trial, optuna.trial.Trial):
+            return
+        title = f"trial {trial.number}: per-stage ms (median end-to-end {latency.median_ms:.2f} ms)"
+        with tempfile.TemporaryDirectory() as tmp:
+            png = Path(tmp) / f"trial{trial.number}{PROFILE_SUFFIX}.png"
+            csv = Path(tmp) / f"trial{trial.number}{PROFILE_SUFFIX}.csv"
+            stage_profile_png(latency.per_stage_ms, png, title=title)
+            stage_profile_csv(latency.per_stage_ms, csv)
+            for path, mimetype in ((png, "image/png"), (csv, "text/csv")):
+                optuna.artifacts.upload_artifact(
+                    artifact_store=self.artifact_store,
+                    file_path=str(path),
+                    study_or_trial=trial,
+                    mimetype=mimetype,
+                )
+
     def _copy_strip(self, trial: optuna.trial.BaseTrial, source: optuna.trial.FrozenTrial) -> None:
         if self.artifact_store is None or self.storage is None:
             return
         metas = optuna.artifacts.get_all_artifact_meta(source, storage=self.storage)
         with tempfile.TemporaryDirectory() as tmp:
             for meta in metas:
-                if meta.mimetype == "image/png":
+                if meta.filename.endswith(f"{STRIP_SUFFIX}.png"):  # not the source's profile
                     path = Path(tmp) / meta.filename
                     optuna.artifacts.download_artifact(
                         artifact_store=self.artifact_store,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import optuna
+import optuna_dashboard
 import pytest
 import yaml
 
@@ -109,12 +110,25 @@ def test_cli_study_resume_reuse_pareto_and_export(
     assert _cli(*common, "--trials", "4") == 0  # already complete: nothing more runs
     assert len(optuna.load_study(study_name="t", storage=url).trials) == 4
 
-    # every finished trial has its restored-frames strip
+    # every finished trial has its restored-frames strip and its stage profile (chart + table)
     artifacts = workdir / "studies" / "s_artifacts"
     for t in trials:
         metas = optuna.artifacts.get_all_artifact_meta(t, storage=optuna.storages.RDBStorage(url))
-        assert [m.mimetype for m in metas] == ["image/png"]
-        assert (artifacts / metas[0].artifact_id).stat().st_size > 100
+        # (a reused strip keeps its source trial's file name)
+        kinds = sorted((m.filename.split("_", 1)[1], m.mimetype) for m in metas)
+        assert kinds == [
+            ("blurry_restored_sharp.png", "image/png"),
+            ("stage_profile.csv", "text/csv"),
+            ("stage_profile.png", "image/png"),
+        ]
+        assert all((artifacts / m.artifact_id).stat().st_size > 100 for m in metas)
+    # the run published the hypervolume figure and the study note for the dashboard
+    study = optuna.load_study(study_name="t", storage=url)
+    assert sorted(m.filename for m in optuna.artifacts.get_all_artifact_meta(study)) == [
+        "hypervolume_2trials.png",
+        "hypervolume_4trials.png",
+    ]
+    assert "Pareto front" in optuna_dashboard.get_note(study)
 
     capsys.readouterr()
     assert _cli("pareto", "--study-name", "t", "--storage", url) == 0
