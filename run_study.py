@@ -231,6 +231,13 @@ def _print_front(study: optuna.Study) -> None:
         for r in refs:
             if r.number not in front:
                 print(f"  {r.reference} (trial {r.number}) is dominated by the front")
+    hv = a.get("hypervolume")
+    if hv:
+        lat, psnr = hv["reference"]
+        print(
+            f"\nhypervolume of the feasible front: {hv['value']:.3f} ms*dB over "
+            f"{hv['trials']} trials (reference point {lat:.2f} ms, {psnr:.2f} dB)"
+        )
     for name, status in (a.get("references") or {}).items():
         if status != "enqueued":
             print(f"  {name}: {status}")
