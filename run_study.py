@@ -150,14 +150,14 @@ def _device(text: str) -> str:
 class _Progress:
     """One line per finished trial with elapsed time and ETA."""
 
-    def __init__(self, total: int, already: int) -> None:
-        self.total, self.already, self.start = total, already, time.perf_counter()
+    def __init__(self, total: int) -> None:
+        self.total, self.start = total, time.perf_counter()
         self.done = 0
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         self.done += 1
         elapsed = time.perf_counter() - self.start
-        left = max(0, self.total - self.already - self.done)
+        left = max(0, self.total - finished_count(study))
         eta = elapsed / self.done * left
         a = trial.user_attrs
         what = f"{trial.state.name.lower():8s}"
@@ -265,7 +265,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"study {settings.study_name} on {redact_url(settings.storage_url)}: space {space.name}, "
         f"budget {budget.name}, sampler {args.sampler}, device {device}, {args.trials} trials"
     )
-    progress = _Progress(args.trials, 0)
+    progress = _Progress(args.trials)
     study = run_study(settings, callbacks=[progress])
     done = len(study.get_trials(deepcopy=False, states=FINISHED))
     store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir(settings.storage_url)))

@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 __all__ = ["Latency", "PeakStorage", "SampleStats", "measure_latency", "profile_parts"]
-__all__ += ["repeat_until_stable", "summarize_samples", "tune_malloc"]
+__all__ += ["device_name", "repeat_until_stable", "summarize_samples", "tune_malloc"]
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,8 @@ def _synchronize(device: torch.device) -> None:
         torch.accelerator.synchronize(device)
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
+    """GPU name on CUDA, the CPU model name on CPU (from /proc/cpuinfo where there is one)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     with contextlib.suppress(OSError), open("/proc/cpuinfo", encoding="utf-8") as fh:
@@ -382,7 +383,7 @@ def measure_latency(
         profile_total_ms=profile_total,
         stage_sum_error=stage_err,
         device=str(device),
-        device_name=_device_name(device),
+        device_name=device_name(device),
         threads=torch.get_num_threads(),
         amp=None if dtype is None else str(dtype).removeprefix("torch."),
         rgb_shape=tuple(rgb.shape),

@@ -28,7 +28,7 @@ from search.budgets import Budget, apply_budget
 from search.charts import stage_profile_csv, stage_profile_png
 from search.cost import count_cost
 from search.data.images import write_rgb
-from search.latency import Latency, measure_latency
+from search.latency import Latency, device_name, measure_latency
 from search.space import SearchSpace
 from search.train import NonFiniteLossError, evaluate, resolve_amp_dtype, train_model
 
@@ -174,7 +174,7 @@ class Objective:
             "budget": self.budget.to_dict(),
             "seed": self.seed,
             "device": str(self.device),
-            "device_name": _device_name(self.device),
+            "device_name": device_name(self.device),
             "versions": self.versions,
             "space": self.space.name,
             "params": cost.params,
@@ -184,14 +184,18 @@ class Objective:
         for name, value in attrs.items():
             trial.set_user_attr(name, value)
 
+    def _model(self, cfg: VRTSpikeConfig) -> tuple[VRTSpike, torch.dtype | None]:
+        """The seeded, untrained network on the device and its config's autocast dtype."""
+        torch.manual_seed(self.seed)
+        model = VRTSpike(cfg).to(self.device)
+        return model, resolve_amp_dtype(cfg.train.amp_enabled, cfg.train.amp_dtype, self.device)
+
     def _measure_latency(self, cfg: VRTSpikeConfig) -> Latency:
         t, h, w = self.budget.latency_shape
         gen = torch.Generator().manual_seed(self.seed)
-        torch.manual_seed(self.seed)
-        model = VRTSpike(cfg).to(self.device)
+        model, amp = self._model(cfg)
         rgb = torch.rand(1, t, 3, h, w, generator=gen).to(self.device)
         spike = torch.rand(1, t, cfg.data.num_voxel_bins, h, w, generator=gen).to(self.device)
-        amp = resolve_amp_dtype(cfg.train.amp_enabled, cfg.train.amp_dtype, self.device)
         try:
             return measure_latency(
                 model,
@@ -213,9 +217,7 @@ class Objective:
 
     def _untrained(self, trial: optuna.trial.BaseTrial, cfg: VRTSpikeConfig) -> float:
         """PSNR of the untrained network (for candidates not worth training)."""
-        torch.manual_seed(self.seed)
-        model = VRTSpike(cfg).to(self.device)
-        amp = resolve_amp_dtype(cfg.train.amp_enabled, cfg.train.amp_dtype, self.device)
+        model, amp = self._model(cfg)
         scores, preview = evaluate(
             model, self.data.val, device=self.device, amp=amp, num_clips=self.budget.num_val_clips
         )
@@ -340,12 +342,6 @@ class Objective:
                         study_or_trial=trial,
                         mimetype="image/png",
                     )
-
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return platform.processor() or platform.machine()
 
 
 def _free(device: torch.device) -> None:
