@@ -6,13 +6,19 @@
     python run_study.py export --study-name conservative-cpu --out best.yaml --policy knee
     python run_study.py dashboard                                 # optuna-dashboard on 127.0.0.1
 
-Bad input exits with code 2 and a one-line reason, writing nothing.
+Several workers share one study on PostgreSQL: start the same command on each GPU or machine with
+``--storage postgresql://USER@HOST/DB`` (``--workers`` starts one per visible GPU here).
+Bad input exits with code 2 and a one-line reason, writing nothing; Ctrl-C ends the running trial
+as failed (it is re-queued) and exits with code 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
+import subprocess
 import sys
 import time
 import warnings
@@ -28,16 +34,23 @@ from search.export import FrontRow, choose_trial, export_trial, front_rows, refe
 from search.pareto import POLICIES
 from search.space import load_space
 from search.study import (
-    FINISHED,
     SAMPLERS,
+    StudyError,
     StudySettings,
     artifact_dir,
+    check_storage,
     default_storage_url,
-    finished_count,
     load_existing_study,
     redact_url,
     run_study,
+    storage_backend,
+    study_tally,
 )
+from search.worker import WorkerStopped
+
+WORKER_ENV = "VRTSPIKE_WORKER"
+"""Set by ``--workers`` for its children: ``K/N`` (tags lines; the parent prints the front)."""
+INTERRUPTED = 130
 
 COMMANDS = ("run", "pareto", "export", "dashboard")
 
@@ -60,6 +73,20 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _natural_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _workers(text: str) -> int | str:
+    return text if text == "gpus" else _positive_int(text)
 
 
 def _positive_float(text: str) -> float:
@@ -94,6 +121,28 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=_positive_float, default=None, help="seconds for this run")
     run.add_argument("--max-latency-ms", type=_positive_float, default=None)
     run.add_argument("--max-memory-gb", type=_positive_float, default=None)
+    run.add_argument(
+        "--workers",
+        nargs="?",
+        const="gpus",
+        default=None,
+        type=_workers,
+        help="start N worker processes here (no N: one per visible GPU); needs PostgreSQL",
+    )
+    run.add_argument(
+        "--heartbeat",
+        type=_natural_int,
+        default=20,
+        help="seconds between trial heartbeats; a trial silent for 3x this is failed and "
+        "re-queued (0: off)",
+    )
+    run.add_argument(
+        "--train-threads",
+        type=_positive_int,
+        default=None,
+        help="CPU threads for training (default: this process's threads divided by the "
+        "workers running on this CPU)",
+    )
 
     for name, text in (("pareto", "print the front"), ("export", "export a trial as YAML")):
         q = sub.add_parser(name, help=text)
@@ -148,17 +197,20 @@ def _device(text: str) -> str:
 
 
 class _Progress:
-    """One line per finished trial with elapsed time and ETA."""
+    """One line per trial this worker ends, with the study's count, elapsed time and ETA."""
 
-    def __init__(self, total: int) -> None:
-        self.total, self.start = total, time.perf_counter()
-        self.done = 0
+    def __init__(self, total: int, tag: str = "") -> None:
+        self.total, self.tag = total, f"w{tag} " if tag else ""
+        self.start = time.perf_counter()
+        self.counted_at_start: int | None = None
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        self.done += 1
+        counted = study_tally(study).counted
+        if self.counted_at_start is None:
+            self.counted_at_start = counted - 1
         elapsed = time.perf_counter() - self.start
-        left = max(0, self.total - finished_count(study))
-        eta = elapsed / self.done * left
+        rate = max(1, counted - self.counted_at_start) / elapsed  # all workers together
+        eta = max(0, self.total - counted) / rate
         a = trial.user_attrs
         what = f"{trial.state.name.lower():8s}"
         if trial.values:
@@ -166,13 +218,15 @@ class _Progress:
         else:
             what += f" {a.get('fail_reason', '')[:80]}"
         tags = [f"ref {a['reference']}"] if "reference" in a else []
+        if "retry_of" in a:
+            tags.append(f"retry of #{a['retry_of']}")
         if "reused_from" in a:
             tags.append(f"PSNR reused from #{a['reused_from']}")
         if "skipped_training" in a:
             tags.append("not trained: over latency limit")
         tag = f"  ({'; '.join(tags)})" if tags else ""
         print(
-            f"[{finished_count(study):>3}/{self.total}] trial {trial.number:>3} {what}{tag}  "
+            f"{self.tag}[{counted:>3}/{self.total}] trial {trial.number:>3} {what}{tag}  "
             f"| elapsed {_hms(elapsed)}  ETA {_hms(eta)}",
             flush=True,
         )
@@ -243,11 +297,10 @@ def _print_front(study: optuna.Study) -> None:
             print(f"  {name}: {status}")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace, device: str) -> StudySettings:
     space = load_space(args.space)
-    device = _device(args.device)
     budget = get_budget(args.budget or ("gpu" if device.startswith("cuda") else "cpu"))
-    settings = StudySettings(
+    return StudySettings(
         space=space,
         budget=budget,
         n_trials=args.trials,
@@ -260,23 +313,128 @@ def _cmd_run(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         max_latency_ms=args.max_latency_ms,
         max_memory_gb=args.max_memory_gb,
+        heartbeat=args.heartbeat,
+        train_threads=args.train_threads,
     )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.workers is not None:
+        return _cmd_workers(args)
+    settings = _settings(args, _device(args.device))
+    tag = os.environ.get(WORKER_ENV, "")
     print(
-        f"study {settings.study_name} on {redact_url(settings.storage_url)}: space {space.name}, "
-        f"budget {budget.name}, sampler {args.sampler}, device {device}, {args.trials} trials"
+        f"{'w' + tag + ' ' if tag else ''}study {settings.study_name} on "
+        f"{redact_url(settings.storage_url)}: space {settings.space.name}, budget "
+        f"{settings.budget.name}, sampler {args.sampler}, device {settings.device}, "
+        f"{args.trials} trials in all",
+        flush=True,
     )
-    progress = _Progress(args.trials)
-    study = run_study(settings, callbacks=[progress])
-    done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir(settings.storage_url)))
+    try:
+        study = run_study(settings, callbacks=[_Progress(args.trials, tag)])
+    except KeyboardInterrupt as e:
+        why = "SIGTERM" if isinstance(e, WorkerStopped) else "Ctrl-C"
+        print(
+            f"interrupted ({why}): the running trial, if any, ended as failed and was re-queued",
+            file=sys.stderr,
+        )
+        return INTERRUPTED
+    if tag:  # a --workers child: the parent prints the front once
+        return 0
+    _summary(study, settings.storage_url)
+    return 0
+
+
+def _summary(study: optuna.Study, url: str) -> None:
+    store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir(url)))
     publish_study(study, store)  # hypervolume figure and note for the dashboard
-    print(f"\n{done} finished trials in study {study.study_name}.\n")
+    t = study_tally(study)
+    extra = f" (+{t.retried} failed attempts that were retried)" if t.retried else ""
+    print(f"\n{t.counted} finished trials in study {study.study_name}{extra}.\n")
     _print_front(study)
     print(
         f"\nexport:  python run_study.py export --study-name {study.study_name} "
-        f"--storage {redact_url(settings.storage_url)} --out best.yaml --policy knee"
+        f"--storage {redact_url(url)} --out best.yaml --policy knee"
     )
+
+
+def _worker_devices(args: argparse.Namespace) -> list[str]:
+    if args.workers == "gpus":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise VRTSpikeError("--workers: no GPU is visible; give a number for CPU workers")
+        return [f"cuda:{k}" for k in range(count)]
+    device = _device(args.device)
+    if device.startswith("cuda") and ":" not in device:
+        count = torch.cuda.device_count()
+        return [f"cuda:{k % count}" for k in range(args.workers)]
+    return [device] * args.workers
+
+
+def _cmd_workers(args: argparse.Namespace) -> int:
+    """Start one ``run`` process per worker on this machine; print the front when all end."""
+    devices = _worker_devices(args)
+    settings = _settings(args, devices[0])
+    url = settings.storage_url
+    if len(devices) > 1 and storage_backend(url) == "sqlite":
+        raise StudyError(
+            f"--workers {len(devices)} with {redact_url(url)}: SQLite cannot serve several "
+            "worker processes (Optuna's enqueued trials race there); use PostgreSQL: --storage "
+            "postgresql://USER@HOST/DB (see 'Running on many GPUs' in the README)"
+        )
+    check_storage(url)
+    procs = []
+    for k, device in enumerate(devices, start=1):
+        argv = _child_argv(args, settings, device)
+        env = {**os.environ, WORKER_ENV: f"{k}/{len(devices)}"}
+        procs.append(  # own session: the parent forwards Ctrl-C once, and nothing else does
+            subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), *argv], env=env, start_new_session=True
+            )
+        )
+    print(f"started {len(procs)} workers on {', '.join(devices)}", flush=True)
+    codes = _wait_all(procs)
+    if any(code == INTERRUPTED for code in codes):
+        return INTERRUPTED
+    failed = [f"w{k}: exit {c}" for k, c in enumerate(codes, start=1) if c != 0]
+    if failed:
+        print(f"workers that failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    _summary(load_existing_study(url, settings.study_name), url)
     return 0
+
+
+def _child_argv(args: argparse.Namespace, s: StudySettings, device: str) -> list[str]:
+    argv = ["run", "--space", s.space.source, "--trials", str(s.n_trials)]
+    argv += ["--budget", s.budget.name, "--sampler", s.sampler, "--seed", str(s.seed)]
+    argv += ["--storage", s.storage_url, "--study-name", s.study_name, "--device", device]
+    argv += ["--data", s.data, "--heartbeat", str(s.heartbeat)]
+    for flag, value in (
+        ("--timeout", s.timeout),
+        ("--max-latency-ms", s.max_latency_ms),
+        ("--max-memory-gb", s.max_memory_gb),
+        ("--train-threads", s.train_threads),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    return (["-v"] if args.verbose else []) + argv
+
+
+def _wait_all(procs: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Wait for every child, forwarding Ctrl-C and SIGTERM to those still running."""
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    old_term = signal.signal(signal.SIGTERM, forward)
+    old_int = signal.signal(signal.SIGINT, forward)
+    try:
+        return [proc.wait() for proc in procs]
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGINT, old_int)
 
 
 def _cmd_pareto(args: argparse.Namespace) -> int:
@@ -337,6 +495,8 @@ def _cmd_dashboard(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-v", "--verbose") for a in argv[1:]):  # accepted anywhere on the line
+        argv = ["-v", *(a for a in argv if a not in ("-v", "--verbose"))]
     if not argv or argv[0] not in (*COMMANDS, "-h", "--help", "-v", "--verbose"):
         argv.insert(0, "run")
     elif argv[0] in ("-v", "--verbose") and (len(argv) < 2 or argv[1] not in COMMANDS):
@@ -358,12 +518,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         "export": _cmd_export,
         "dashboard": _cmd_dashboard,
     }
+    signal.signal(signal.SIGTERM, _stop)
     try:
         return handlers[args.command](args)
     except VRTSpikeError as e:
         return _fail(" ".join(str(e).split()))
     except KeyboardInterrupt:
-        return _fail("interrupted")
+        print("interrupted", file=sys.stderr)
+        return INTERRUPTED
+
+
+def _stop(signum: int, _frame: object) -> None:
+    """SIGTERM (a scheduler ending the job) is handled like Ctrl-C."""
+    raise WorkerStopped(f"signal {signum}")
 
 
 if __name__ == "__main__":

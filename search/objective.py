@@ -8,12 +8,14 @@ path that returns values and mirrored into user attributes (optuna-dashboard 0.2
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from search.charts import stage_profile_csv, stage_profile_png
 from search.cost import count_cost
 from search.data.images import write_rgb
 from search.latency import Latency, device_name, measure_latency
+from search.locks import DeviceLock
 from search.space import SearchSpace
 from search.train import NonFiniteLossError, evaluate, resolve_amp_dtype, train_model
 
@@ -85,6 +88,12 @@ def _strip_png(preview: dict[str, torch.Tensor], path: Path) -> None:
 
 
 @dataclass(frozen=True)
+class _Threads:
+    latency: int
+    train: int | None
+
+
+@dataclass(frozen=True)
 class _Limits:
     max_latency_ms: float | None
     max_memory_gb: float | None
@@ -104,6 +113,12 @@ class Objective:
         max_latency_ms: Optional latency limit, checked before training.
         max_memory_gb: Optional peak-memory limit (latency and training peaks).
         storage: The study's storage (lets a reusing trial copy its source's artifacts).
+        device_lock: Shared by the workers of this host on this device: latency is measured
+            holding it exclusively, training and evaluation holding it shared (None: no lock).
+        train_threads: CPU threads while training and evaluating (None: the process's threads
+            divided by the workers registered on this CPU); latency is always measured with
+            the thread count the process started with, so a study's latencies agree whatever
+            number of workers shared the CPU.
     """
 
     def __init__(
@@ -118,6 +133,8 @@ class Objective:
         max_latency_ms: float | None = None,
         max_memory_gb: float | None = None,
         storage: optuna.storages.BaseStorage | None = None,
+        device_lock: DeviceLock | None = None,
+        train_threads: int | None = None,
     ) -> None:
         self.space, self.budget, self.data = space, budget, data
         self.device = torch.device(device)
@@ -126,6 +143,8 @@ class Objective:
         self.limits = _Limits(max_latency_ms, max_memory_gb)
         self.versions = library_versions()
         self.storage = storage
+        self.device_lock = device_lock
+        self.threads = _Threads(latency=torch.get_num_threads(), train=train_threads)
 
     # ---- the trial ---------------------------------------------------------------------------
     def __call__(self, trial: optuna.trial.BaseTrial) -> tuple[float, float]:
@@ -140,28 +159,57 @@ class Objective:
         key = accuracy_key(proxy)
         self._record_setup(trial, cfg, proxy, key)
 
-        latency = self._measure_latency(proxy)
+        with self._hold(exclusive=True):
+            latency = self._measure_latency(proxy)
         trial.set_user_attr("latency", latency.to_dict())
         trial.set_user_attr("per_stage_ms", latency.per_stage_ms)
         self._upload_profile(trial, latency)
         peak_gb = (latency.peak_mem_mb or 0.0) / 1024
         over = self._over_latency(latency.median_ms)
-        if over:
-            logger.info("trial %d: %s; not trained", trial.number, over)
-            trial.set_user_attr("skipped_training", over)
-            psnr_db = self._untrained(trial, proxy)
+        source = None if over else self._reusable(trial, key)
+        if source is not None:
+            psnr_db = self._reuse(trial, source)
         else:
-            source = self._reusable(trial, key)
-            if source is not None:
-                psnr_db = self._reuse(trial, source)
-            else:
-                psnr_db, train_peak_gb = self._train(trial, proxy)
-                peak_gb = max(peak_gb, train_peak_gb)
+            with self._hold(exclusive=False):
+                if over:
+                    logger.info("trial %d: %s; not trained", trial.number, over)
+                    trial.set_user_attr("skipped_training", over)
+                    psnr_db = self._untrained(trial, proxy)
+                else:
+                    psnr_db, train_peak_gb = self._train(trial, proxy)
+                    peak_gb = max(peak_gb, train_peak_gb)
         self._set_constraints(trial, latency.median_ms, peak_gb)
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
         return latency.median_ms, psnr_db
 
+    def _cpu_threads(self, exclusive: bool) -> int:
+        """All of the process's threads to time; to train, a share of them per live worker."""
+        if exclusive:
+            return self.threads.latency
+        if self.threads.train is not None:
+            return self.threads.train
+        workers = 1 if self.device_lock is None else self.device_lock.workers()
+        return max(1, self.threads.latency // workers)
+
     # ---- steps -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _hold(self, *, exclusive: bool) -> Iterator[None]:
+        """Hold the device (exclusively to time it) with the matching CPU thread count."""
+        lock = self.device_lock
+        held = (
+            contextlib.nullcontext()
+            if lock is None
+            else (lock.exclusive() if exclusive else lock.shared())
+        )
+        with held:
+            before = torch.get_num_threads()
+            if self.device.type == "cpu":
+                torch.set_num_threads(self._cpu_threads(exclusive))
+            try:
+                yield
+            finally:
+                torch.set_num_threads(before)
+
     def _record_setup(
         self, trial: optuna.trial.BaseTrial, cfg: VRTSpikeConfig, proxy: VRTSpikeConfig, key: str
     ) -> None:

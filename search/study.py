@@ -1,14 +1,20 @@
-"""Running a study: storage, sampler, reference trials, resume to N finished trials.
+"""Running a study: storage, sampler, reference trials, resume to N counted trials.
 
 Every study records the budget and space it was run with and refuses to mix either. The guide's
 baseline, scheme A and scheme B are enqueued once, before any sampled trial, where the space can
 express them (the study's ``references`` attribute says which were skipped and why).
+
+Several workers (processes on one or many machines) may run the same study on PostgreSQL; see
+:mod:`search.worker` for how they share it and :mod:`search.locks` for the locks. SQLite serves
+one worker process at a time; a second one is refused with a message naming PostgreSQL.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +24,16 @@ import optuna
 import sqlalchemy
 import sqlalchemy.exc
 import torch
-from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from model import load_preset
 from model.errors import VRTSpikeError
 from search.budgets import Budget
+from search.locks import DeviceLock, StorageGate, single_worker_lock
 from search.objective import Objective
 from search.space import SearchSpace
 from search.train import NonFiniteLossError
+from search.worker import RetryLostTrial, Tally, run_worker, tally
 
 __all__ = [
     "StudyError",
@@ -36,10 +43,14 @@ __all__ = [
     "REFERENCES",
     "SAMPLERS",
     "FINISHED",
+    "finished_count",
     "default_storage_url",
     "artifact_dir",
     "redact_url",
     "open_storage",
+    "check_storage",
+    "storage_backend",
+    "study_tally",
     "load_existing_study",
     "make_sampler",
     "load_data",
@@ -54,6 +65,8 @@ REFERENCES = ("baseline", "scheme_a", "scheme_b")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STUDIES_DIR = Path("studies")
+CONNECT_TIMEOUT_S = 10
+"""Seconds to wait for a database server before reporting it unreachable."""
 
 
 class StudyError(VRTSpikeError):
@@ -84,47 +97,133 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+ARTIFACT_DIR_ENV = "VRTSPIKE_ARTIFACT_DIR"
+
+
 def artifact_dir(url: str) -> Path:
-    """Artifact store folder beside the storage (``<db stem>_artifacts`` for SQLite files)."""
+    """Artifact store folder: ``$VRTSPIKE_ARTIFACT_DIR`` if set (a folder every worker and the
+    dashboard can reach, for studies on several machines), else beside the storage
+    (``<db stem>_artifacts`` for SQLite files, ``studies/artifacts`` for servers)."""
+    shared = os.environ.get(ARTIFACT_DIR_ENV)
+    if shared:
+        return Path(shared)
     path = _sqlite_path(url)
     if path is not None:
         return path.with_name(f"{path.stem}_artifacts")
     return STUDIES_DIR / "artifacts"
 
 
-def open_storage(url: str, *, create: bool) -> optuna.storages.BaseStorage:
+def open_storage(
+    url: str, *, create: bool, heartbeat: int = 0, max_retry: int = 2
+) -> optuna.storages.RDBStorage:
     """Connect to an SQLAlchemy URL (tables created if missing).
 
     Args:
         url: SQLAlchemy URL.
         create: Allow creating a new SQLite file (``False`` for read-only commands, so they
             never leave an empty database behind).
+        heartbeat: Seconds between trial heartbeats (0: none). A running trial whose heartbeat
+            is ``3 * heartbeat`` seconds old is failed by the next worker that starts a trial and
+            re-queued (at most ``max_retry`` times per configuration).
+        max_retry: See ``heartbeat``.
 
     Raises:
         StudyError: malformed URL, missing SQLite file (``create=False``), unreachable server or
             rejected credentials (the password is never shown).
     """
     shown = redact_url(url)
-    try:
-        path = _sqlite_path(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
-        raise StudyError(f"malformed storage URL {shown}: {e}") from None
+    path = _checked_sqlite_path(url)
     if path is not None:
         if not create and not path.is_file():
             raise StudyError(f"no study storage at {path} (run a study first, or pass --storage)")
         path.parent.mkdir(parents=True, exist_ok=True)
+    beat: dict[str, Any] = {}
+    if heartbeat > 0:
+        beat = {
+            "heartbeat_interval": heartbeat,
+            "grace_period": 3 * heartbeat,
+            "heartbeat_stale_trial_callback": RetryLostTrial(max_retry),
+        }
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beat)
     except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        reason = " ".join(str(getattr(e, "orig", None) or e).split()).replace(url, shown)
-        raise StudyError(f"cannot open storage {shown}: {reason[:300]}") from None
+        raise StudyError(f"cannot open storage {shown}: {_reason(e, url)}") from None
+
+
+def _reason(e: BaseException, url: str) -> str:
+    """One line from a driver error, with the URL (and so its password) replaced."""
+    text = " ".join(str(getattr(e, "orig", None) or e).split())
+    password = _password(url)
+    text = text.replace(url, redact_url(url))
+    if password:
+        text = text.replace(password, "***")
+    return text[:300]
+
+
+def _password(url: str) -> str | None:
+    try:
+        return sqlalchemy.engine.make_url(url).password
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return None
+
+
+def _checked_sqlite_path(url: str) -> Path | None:
+    try:
+        return _sqlite_path(url)
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        raise StudyError(f"malformed storage URL {redact_url(url)}: {e}") from None
+
+
+def storage_backend(url: str) -> str:
+    """``sqlite``, ``postgresql``, ... of a storage URL.
+
+    Raises:
+        StudyError: a malformed URL.
+    """
+    try:
+        return sqlalchemy.engine.make_url(url).get_backend_name()
+    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
+        raise StudyError(f"malformed storage URL {redact_url(url)}: {e}") from None
+
+
+def check_storage(url: str) -> None:
+    """Fail fast on a storage that cannot be used, writing nothing.
+
+    Parses the URL and, for a server, connects once (``SELECT 1``) without creating tables, so a
+    wrong host, port, database name or password is reported before any work is done.
+
+    Raises:
+        StudyError: malformed URL, unsupported backend, unreachable server, rejected login.
+    """
+    shown = redact_url(url)
+    if _checked_sqlite_path(url) is not None:
+        return
+    backend = storage_backend(url)
+    if backend == "sqlite":
+        raise StudyError(f"storage {shown}: an in-memory SQLite study would be lost at exit")
+    if backend != "postgresql":
+        raise StudyError(
+            f"storage {shown}: backend {backend!r} is not supported (SQLite for one worker, "
+            "PostgreSQL for several)"
+        )
+    try:
+        engine = sqlalchemy.create_engine(
+            url, poolclass=sqlalchemy.pool.NullPool, **_engine_kwargs(url)
+        )
+        try:
+            with engine.connect() as conn:
+                conn.execute(sqlalchemy.text("SELECT 1"))
+        finally:
+            engine.dispose()
+    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
+        raise StudyError(f"cannot open storage {shown}: {_reason(e, url)}") from None
 
 
 def _engine_kwargs(url: str) -> dict[str, Any]:
     backend = sqlalchemy.engine.make_url(url).get_backend_name()
     if backend == "sqlite":
         return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
 
 
 def load_existing_study(url: str, study_name: str) -> optuna.Study:
@@ -177,6 +276,9 @@ class StudySettings:
     timeout: float | None = None
     max_latency_ms: float | None = None
     max_memory_gb: float | None = None
+    heartbeat: int = 20
+    max_retry: int = 2
+    train_threads: int | None = None
 
 
 def load_data(source: str, budget: Budget, *, seed: int) -> Any:
@@ -245,9 +347,14 @@ def _enqueue_references(study: optuna.Study, space: SearchSpace) -> dict[str, st
     return status
 
 
+def study_tally(study: optuna.Study) -> Tally:
+    """Counted, running, waiting and retried trials (see :class:`search.worker.Tally`)."""
+    return tally(study.get_trials(deepcopy=False))
+
+
 def finished_count(study: optuna.Study) -> int:
-    """Trials in a finished state (complete, pruned or failed)."""
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
+    """Counted trials: complete, pruned, and failed ones that were not retried."""
+    return study_tally(study).counted
 
 
 def run_study(
@@ -255,48 +362,70 @@ def run_study(
     *,
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
 ) -> optuna.Study:
-    """Create or resume the study until it holds ``s.n_trials`` finished trials.
+    """Create or join the study and work on it until it holds ``s.n_trials`` counted trials.
+
+    Any number of processes may call this with the same PostgreSQL storage and study name; the
+    total is the study's, not this process's. Nothing is written before the storage, the data and
+    the study's budget/space have been checked.
 
     Raises:
-        StudyError: storage problems, or a budget/space that differs from the study's own.
+        StudyError: storage problems, a second worker on SQLite, or a budget/space that differs
+            from the study's own.
+        KeyboardInterrupt: Ctrl-C/SIGTERM; the running trial ended failed and was re-queued.
     """
-    storage = open_storage(s.storage_url, create=True)
-    study = optuna.create_study(
-        storage=storage,
-        study_name=s.study_name,
-        directions=list(DIRECTIONS),
-        sampler=make_sampler(s.sampler, seed=s.seed, n_trials=s.n_trials),
-        load_if_exists=True,
+    check_storage(s.storage_url)
+    db = _checked_sqlite_path(s.storage_url)
+    hold = (
+        single_worker_lock(db, shown_url=redact_url(s.storage_url))
+        if db is not None
+        else contextlib.nullcontext()
     )
-    _claim_study(study, s)
-    _enqueue_references(study, s.space)
-    remaining = s.n_trials - finished_count(study)
-    if remaining <= 0:
-        logger.info(
-            "study %s already holds %d finished trials", s.study_name, finished_count(study)
-        )
-        return study
-    data = load_data(s.data, s.budget, seed=s.seed)
-    objective = Objective(
-        space=s.space,
-        budget=s.budget,
-        data=data,
-        device=s.device,
-        seed=s.seed,
-        artifact_store=optuna.artifacts.FileSystemArtifactStore(
-            _ensure(artifact_dir(s.storage_url))
-        ),
-        max_latency_ms=s.max_latency_ms,
-        max_memory_gb=s.max_memory_gb,
-        storage=storage,
-    )
-    study.optimize(
-        objective,
-        n_trials=remaining,
-        timeout=s.timeout,
-        catch=(NonFiniteLossError, torch.OutOfMemoryError, MemoryError),
-        callbacks=[MaxTrialsCallback(s.n_trials, states=FINISHED), *(callbacks or [])],
-    )
+    with hold:
+        data = load_data(s.data, s.budget, seed=s.seed)  # bad data fails before any write
+        gate = StorageGate(s.storage_url)
+        device_lock = DeviceLock(s.device)
+        try:
+            with gate.hold():
+                storage = open_storage(
+                    s.storage_url, create=True, heartbeat=s.heartbeat, max_retry=s.max_retry
+                )
+                study = optuna.create_study(
+                    storage=storage,
+                    study_name=s.study_name,
+                    directions=list(DIRECTIONS),
+                    sampler=make_sampler(s.sampler, seed=s.seed, n_trials=s.n_trials),
+                    load_if_exists=True,
+                )
+                _claim_study(study, s)
+                _enqueue_references(study, s.space)
+            objective = Objective(
+                space=s.space,
+                budget=s.budget,
+                data=data,
+                device=s.device,
+                seed=s.seed,
+                artifact_store=optuna.artifacts.FileSystemArtifactStore(
+                    _ensure(artifact_dir(s.storage_url))
+                ),
+                max_latency_ms=s.max_latency_ms,
+                max_memory_gb=s.max_memory_gb,
+                storage=storage,
+                device_lock=device_lock,
+                train_threads=s.train_threads,
+            )
+            with device_lock.registered():
+                run_worker(
+                    study,
+                    objective,
+                    total=s.n_trials,
+                    gate=gate,
+                    catch=(NonFiniteLossError, torch.OutOfMemoryError, MemoryError),
+                    callbacks=callbacks or (),
+                    timeout=s.timeout,
+                    max_retry=s.max_retry,
+                )
+        finally:
+            gate.close()
     return study
 
 

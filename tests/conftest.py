@@ -1,5 +1,14 @@
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pg_server as pg
 import pytest
 import torch
 
@@ -8,3 +17,52 @@ import torch
 def _seed_and_threads() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pg.PgServer]:
+    """A PostgreSQL server on 127.0.0.1 for the session (``tests/pg_server.py``).
+
+    The one CI started when ``VRTSPIKE_TEST_PG_URL`` (and ``VRTSPIKE_TEST_PG_DIR``) are set;
+    else one of its own, stopped at session end. Without server binaries the test is skipped,
+    except under ``CI`` (set and non-empty), where it fails: CI must never skip these silently.
+    """
+    url = os.environ.get(pg.ENV_URL)
+    if url:
+        data_dir = os.environ.get(pg.ENV_DIR)
+        if not data_dir:
+            pytest.fail(f"{pg.ENV_URL} is set but {pg.ENV_DIR} is not", pytrace=False)
+        yield pg.PgServer.attach(Path(data_dir), url)
+        return
+    try:
+        pg.find_bindir()
+    except RuntimeError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs PostgreSQL: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL server binaries not found ({exc})")
+    # As root the server runs as `postgres`, which cannot enter pytest's 0700 /tmp/pytest-of-root.
+    as_root = os.geteuid() == 0
+    if as_root:
+        base = Path(tempfile.mkdtemp(prefix="vrtspike-pg-"))
+    else:
+        base = tmp_path_factory.mktemp("pg")
+    server = pg.start(base / "data")
+    try:
+        yield server
+    finally:
+        server.stop()
+        if as_root:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server: pg.PgServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """URL (role ``vrt``) of a fresh, empty database for this test; dropped afterwards.
+
+    ``pg_server.database_size_bytes(pg_server_module.database_name(pg_url))`` measures it.
+    """
+    stem = re.sub(r"[^a-z0-9]+", "_", request.node.name.lower()).strip("_")[:40]
+    name = f"t_{stem}_{uuid.uuid4().hex[:8]}"
+    url = pg_server.create_database(name)
+    yield url
+    pg_server.drop_database(name)

@@ -1,0 +1,347 @@
+"""One worker's trial loop: exact study totals, heartbeats, retries of lost trials, clean Ctrl-C.
+
+Any number of workers (processes, on any number of machines) run :func:`run_worker` on the same
+study. Under the storage gate each worker fails stale trials, counts, and creates its next trial,
+so the study ends with exactly the requested number of *counted* trials: complete, pruned, and
+failed trials that were not retried. A trial whose worker died (heartbeat stale) or was stopped
+(Ctrl-C, SIGTERM) ends failed and is re-queued with the same parameters; its retry counts
+instead. A retry carries ``system_attrs["failed_trial"]`` / ``["retry_history"]`` (Optuna's
+convention, so ``RetryHeartbeatStaleTrialCallback.retried_trial_number`` reads it) and the user
+attributes ``retry_of`` and ``retry_reason``.
+
+Heartbeats: Optuna records them only inside ``Study.optimize``; this loop uses ask/tell (it must
+create trials under the gate), so it runs its own heartbeat thread with the storage's public
+``record_heartbeat``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
+
+from search.locks import StorageGate
+
+__all__ = [
+    "Tally",
+    "WorkerStopped",
+    "tally",
+    "worker_id",
+    "requeue",
+    "RetryLostTrial",
+    "run_worker",
+]
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[[optuna.Study, FrozenTrial], None]
+
+
+class WorkerStopped(KeyboardInterrupt):
+    """The worker was asked to stop (SIGTERM); handled like Ctrl-C."""
+
+
+def worker_id() -> str:
+    """``host:pid`` of this process, recorded on each trial it runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Where a study stands.
+
+    Attributes:
+        counted: Complete + pruned + failed trials that were not retried.
+        running: Trials being evaluated now (including ones whose worker died and was not yet
+            detected).
+        waiting: Enqueued trials not yet started (references, retries).
+        retried: Failed trials that were re-queued (not counted).
+    """
+
+    counted: int
+    running: int
+    waiting: int
+    retried: int
+
+
+def tally(trials: Sequence[FrozenTrial]) -> Tally:
+    """Count a study's trials (see :class:`Tally`)."""
+    retried: set[int] = set()
+    for t in trials:
+        retried.update(t.system_attrs.get("retry_history", ()))
+    counted = running = waiting = failed_retried = 0
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            running += 1
+        elif t.state == TrialState.WAITING:
+            waiting += 1
+        elif t.state == TrialState.FAIL and t.number in retried:
+            failed_retried += 1
+        else:
+            counted += 1
+    return Tally(counted, running, waiting, failed_retried)
+
+
+def requeue(study: optuna.Study, trial: FrozenTrial, *, reason: str, max_retry: int) -> int | None:
+    """Enqueue a retry of a failed trial with the same parameters.
+
+    Only the ``reference`` user attribute is carried over (everything else is measured again).
+
+    Returns:
+        The retry's trial number, or None when ``max_retry`` retries were already made.
+    """
+    history = [*trial.system_attrs.get("retry_history", ()), trial.number]
+    if len(history) > max_retry:
+        logger.warning("trial %d failed (%s); not retried again", trial.number, reason)
+        return None
+    user_attrs: dict[str, object] = {"retry_of": trial.number, "retry_reason": reason}
+    if "reference" in trial.user_attrs:
+        user_attrs["reference"] = trial.user_attrs["reference"]
+    before = len(study.get_trials(deepcopy=False))
+    study.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.WAITING,
+            params=trial.params,
+            distributions=trial.distributions,
+            user_attrs=user_attrs,
+            system_attrs={"failed_trial": history[0], "retry_history": history},
+        )
+    )
+    logger.warning("trial %d failed (%s); re-queued as trial %d", trial.number, reason, before)
+    return before
+
+
+class RetryLostTrial:
+    """Heartbeat-stale callback of ``RDBStorage``: re-queue the lost trial (:func:`requeue`)."""
+
+    def __init__(self, max_retry: int) -> None:
+        self.max_retry = max_retry
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        who = trial.user_attrs.get("worker", "its worker")
+        requeue(
+            study,
+            trial,
+            reason=f"lost: {who} stopped sending heartbeats (killed or disconnected)",
+            max_retry=self.max_retry,
+        )
+
+
+class _Heartbeat:
+    """Records a trial's heartbeat now and then every ``interval`` seconds until stopped."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, trial_id: int, interval: int) -> None:
+        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if interval > 0:
+            storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+            self._thread = threading.Thread(target=self._run, name="heartbeat", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._storage.record_heartbeat(self._trial_id)  # type: ignore[attr-defined]
+            except Exception as e:  # a transient storage error must not end the trial
+                logger.warning("heartbeat of trial id %d failed: %s", self._trial_id, e)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+@contextlib.contextmanager
+def _shielded(pending: list[int] | None = None) -> Iterator[None]:
+    """Defer SIGINT/SIGTERM while the storage is written (main thread only).
+
+    Signals that arrive are appended to ``pending`` when given (the caller acts on them);
+    otherwise the first one is raised as :class:`WorkerStopped` when the block ends.
+    """
+    raise_pending = pending is None
+    pending = [] if pending is None else pending
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {
+        s: signal.signal(s, lambda n, _f: pending.append(n))
+        for s in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if pending and raise_pending:
+        raise WorkerStopped(f"signal {pending[0]} during a storage write")
+
+
+def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int:
+    """The storage's heartbeat interval in seconds (0: no heartbeats).
+
+    A study wraps an ``RDBStorage`` in Optuna's cache; both answer the heartbeat interface.
+    """
+    getter = getattr(storage, "get_heartbeat_interval", None)
+    return int((getter() if getter is not None else None) or 0)
+
+
+def run_worker(
+    study: optuna.Study,
+    objective: Callable[[optuna.Trial], Sequence[float]],
+    *,
+    total: int,
+    gate: StorageGate,
+    catch: tuple[type[BaseException], ...] = (),
+    callbacks: Sequence[Callback] = (),
+    timeout: float | None = None,
+    max_retry: int = 2,
+) -> int:
+    """Evaluate trials until the study holds ``total`` counted trials (or ``timeout`` passes).
+
+    Args:
+        study: The study (its storage may have heartbeats enabled).
+        objective: Returns ``(latency_ms, psnr_db)``; raises ``TrialPruned`` to prune.
+        total: Counted trials the study should hold, across all workers.
+        gate: The storage gate.
+        catch: Exceptions that fail a trial without stopping the worker (the objective sets
+            ``fail_reason``).
+        callbacks: Called with ``(study, frozen_trial)`` after each trial this worker ends.
+        timeout: Seconds after which no new trial is started.
+        max_retry: Retries of one configuration after lost or interrupted attempts.
+
+    Returns:
+        The number of trials this worker ended.
+
+    Raises:
+        KeyboardInterrupt: Ctrl-C or SIGTERM (:class:`WorkerStopped`); the running trial was
+            ended failed with the reason and re-queued first.
+    """
+    storage = study._storage
+    interval = heartbeat_interval(storage)
+    started, done = time.monotonic(), 0
+    pending: list[int] = []  # signals that arrived while the gate was held
+    while timeout is None or time.monotonic() - started < timeout:
+        with gate.hold(), _shielded(pending):
+            fail_stale_trials(study)  # no-op without heartbeats
+            trial = _next_trial(study, total=total)
+            beat = None if trial is None else _Heartbeat(storage, trial._trial_id, interval)
+        if trial is None and not pending:
+            if interval == 0 or study_full(study, total):
+                break  # without heartbeats a lost trial could never be found: do not wait
+            logger.info("last trials are running elsewhere; waiting for them to end or be lost")
+            time.sleep(interval)
+            continue
+        try:
+            if pending:
+                raise WorkerStopped(f"signal {pending[0]}")
+            assert trial is not None
+            frozen = _evaluate(study, trial, objective, catch)
+        except KeyboardInterrupt as e:
+            if beat is not None:
+                beat.stop()
+            if trial is not None:
+                with gate.hold():
+                    _interrupted(study, trial, e, max_retry)
+            raise
+        finally:
+            if beat is not None:
+                beat.stop()
+        done += 1
+        if frozen is not None:
+            for callback in callbacks:
+                callback(study, frozen)
+    return done
+
+
+def study_full(study: optuna.Study, total: int) -> bool:
+    """True when the study needs no more trials (counted >= total)."""
+    return tally(study.get_trials(deepcopy=False)).counted >= total
+
+
+def _next_trial(study: optuna.Study, *, total: int) -> optuna.Trial | None:
+    """A new trial if the study needs one (call under the gate), else None.
+
+    Running trials hold their slots: None while they fill the last ones.
+    """
+    now = tally(study.get_trials(deepcopy=False))
+    if now.counted + now.running >= total:
+        return None
+    with warnings.catch_warnings():  # "supposed to be used with optimize": see the module doc
+        warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
+        trial = study.ask()
+    trial.set_user_attr("worker", worker_id())
+    return trial
+
+
+def _evaluate(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    objective: Callable[[optuna.Trial], Sequence[float]],
+    catch: tuple[type[BaseException], ...],
+) -> FrozenTrial | None:
+    """Run the objective and tell the result; None when another worker already ended the trial."""
+    values: Sequence[float] | None = None
+    state = TrialState.COMPLETE
+    try:
+        values = objective(trial)
+    except optuna.TrialPruned:
+        state = TrialState.PRUNED
+    except catch as e:
+        state = TrialState.FAIL
+        logger.warning("trial %d failed: %s", trial.number, e)
+        if "fail_reason" not in trial.user_attrs:
+            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:500])
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        with _shielded():
+            _tell(study, trial, TrialState.FAIL, None, reason=f"{type(e).__name__}: {e}")
+        raise
+    with _shielded():
+        return _tell(study, trial, state, values)
+
+
+def _tell(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    state: TrialState,
+    values: Sequence[float] | None,
+    *,
+    reason: str | None = None,
+) -> FrozenTrial | None:
+    try:
+        if reason is not None:
+            trial.set_user_attr("fail_reason", reason[:500])
+        if state == TrialState.COMPLETE:
+            return study.tell(trial, values)
+        return study.tell(trial, state=state)
+    except (UpdateFinishedTrialError, ValueError, RuntimeError) as e:
+        # Another worker failed this trial as stale (its heartbeats were late); its retry will
+        # measure it again. Nothing of this attempt is kept.
+        logger.warning("trial %d was already ended elsewhere; result dropped (%s)", trial.number, e)
+        return None
+
+
+def _interrupted(
+    study: optuna.Study, trial: optuna.Trial, e: KeyboardInterrupt, max_retry: int
+) -> None:
+    what = "SIGTERM" if isinstance(e, WorkerStopped) else "Ctrl-C"
+    reason = f"interrupted ({what}) in worker {worker_id()}"
+    with _shielded():
+        frozen = _tell(study, trial, TrialState.FAIL, None, reason=reason)
+        if frozen is not None:
+            requeue(study, frozen, reason=reason, max_retry=max_retry)
+    logger.warning("trial %d ended as failed: %s", trial.number, reason)
