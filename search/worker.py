@@ -26,6 +26,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
@@ -41,6 +42,7 @@ __all__ = [
     "worker_id",
     "requeue",
     "RetryLostTrial",
+    "fail_dead_local_trials",
     "run_worker",
 ]
 
@@ -139,6 +141,47 @@ class RetryLostTrial:
         )
 
 
+def _pid_alive(pid: int) -> bool:
+    """True while process ``pid`` of this host runs (a zombie awaiting its parent is dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
+
+
+def fail_dead_local_trials(study: optuna.Study, *, max_retry: int) -> list[int]:
+    """Fail and re-queue running trials whose worker was on this host and has exited.
+
+    Needs no heartbeat: a worker restarted after a crash recovers its host's lost trials at
+    once, instead of after the heartbeat grace period (and on storages without heartbeats).
+
+    Returns:
+        The numbers of the trials failed here.
+    """
+    host, failed = socket.gethostname(), []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        who = str(t.user_attrs.get("worker", ""))
+        worker_host, _, pid = who.rpartition(":")
+        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+            continue
+        try:
+            if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:  # another worker got there first
+            continue
+        failed.append(t.number)
+        frozen = study._storage.get_trial(t._trial_id)
+        requeue(study, frozen, reason=f"lost: {who} is no longer running", max_retry=max_retry)
+    return failed
+
+
 class _Heartbeat:
     """Records a trial's heartbeat now and then every ``interval`` seconds until stopped."""
 
@@ -235,6 +278,7 @@ def run_worker(
     pending: list[int] = []  # signals that arrived while the gate was held
     while timeout is None or time.monotonic() - started < timeout:
         with gate.hold(), _shielded(pending):
+            fail_dead_local_trials(study, max_retry=max_retry)
             fail_stale_trials(study)  # no-op without heartbeats
             trial = _next_trial(study, total=total)
             beat = None if trial is None else _Heartbeat(storage, trial._trial_id, interval)

@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "tests" / "data" / "space_tiny.yaml")
 RUN = [sys.executable, str(ROOT / "run_study.py")]
 PASSWORD = "vrt-pw-s3cret"
+PIPES: dict[str, int] = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
 
 
 @pytest.fixture()
@@ -110,7 +111,8 @@ def test_three_workers_reach_the_exact_total_with_each_reference_once(
     assert yaml.safe_load(out_yaml.read_text())["PROVENANCE"]["study"] == "three"
 
 
-def _running_with_worker(url: str, name: str) -> list[FrozenTrial]:
+def _running_with_worker(url: str, name: str, remote: bool) -> list[FrozenTrial]:
+    """Running trials inside the objective (of the worker-b host only, when ``remote``)."""
     try:
         study = _load(url, name)
     except KeyError:
@@ -118,28 +120,49 @@ def _running_with_worker(url: str, name: str) -> list[FrozenTrial]:
     return [
         t
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        if "worker" in t.user_attrs and "config" in t.user_attrs  # inside the objective
+        if "config" in t.user_attrs
+        and (not remote or t.user_attrs["worker"].startswith("worker-b:"))
     ]
 
 
+def _can_fake_a_host() -> bool:
+    probe = ["unshare", "--uts", "sh", "-c", "hostname other-host"]
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@pytest.mark.parametrize("victim_host", ["same", "other"])
 def test_a_worker_killed_mid_trial_is_retried_and_nothing_is_lost(
-    pg_url: str, env: dict[str, str], tmp_path: Path
+    pg_url: str, env: dict[str, str], tmp_path: Path, victim_host: str
 ) -> None:
-    cmd = [*RUN, "--space", TINY, "--budget", "smoke", "--trials", "4", "--workers", "2"]
+    """The survivor recovers the trial: at once when the dead worker was on its host (the pid is
+    gone), after the heartbeat grace period when it was on another machine (here: a worker in its
+    own UTS namespace with another host name)."""
+    cmd = [*RUN, "--space", TINY, "--budget", "smoke", "--trials", "4"]
     cmd += ["--storage", pg_url, "--study-name", "kill", "--heartbeat", "1"]
-    parent = subprocess.Popen(
-        cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+    if victim_host == "same":
+        procs = [subprocess.Popen([*cmd, "--workers", "2"], env=env, cwd=tmp_path, **PIPES)]
+    else:
+        if not _can_fake_a_host():
+            pytest.skip("needs unshare --uts (root) to start a worker under another host name")
+        remote = ["unshare", "--uts", "sh", "-c", 'hostname worker-b && exec "$0" "$@"', *cmd]
+        procs = [subprocess.Popen(c, env=env, cwd=tmp_path, **PIPES) for c in (remote, cmd)]
     deadline = time.monotonic() + 300
-    while not (running := _running_with_worker(pg_url, "kill")):
-        assert time.monotonic() < deadline and parent.poll() is None, "no trial started"
+    while not (running := _running_with_worker(pg_url, "kill", victim_host == "other")):
+        assert time.monotonic() < deadline and procs[0].poll() is None, "no trial started"
         time.sleep(0.2)
     victim = running[0]
     pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
     os.kill(pid, signal.SIGKILL)
-    out, err = parent.communicate(timeout=900)
-    assert parent.returncode == 1, err.decode()[-3000:]  # one worker died
-    assert "exit -9" in err.decode()
+    outputs = [p.communicate(timeout=900) for p in procs]
+    if victim_host == "same":
+        assert procs[0].returncode == 1, outputs[0][1].decode()[-3000:]  # one worker died
+        assert "exit -9" in outputs[0][1].decode()
+    else:
+        assert procs[0].returncode == -signal.SIGKILL
+        assert procs[1].returncode == 0, outputs[1][1].decode()[-3000:]
 
     study = _load(pg_url, "kill")
     dead = study.trials[victim.number]
@@ -148,7 +171,8 @@ def test_a_worker_killed_mid_trial_is_retried_and_nothing_is_lost(
     assert len(retries) == 1
     retry = retries[0]
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
-    assert f":{pid} stopped sending heartbeats" in retry.user_attrs["retry_reason"]
+    why = "is no longer running" if victim_host == "same" else "stopped sending heartbeats"
+    assert f":{pid} {why}" in retry.user_attrs["retry_reason"]
     assert retry.system_attrs["failed_trial"] == victim.number
     t = tally(study.trials)
     assert (t.counted, t.running, t.waiting, t.retried) == (4, 0, 0, 1)
