@@ -322,6 +322,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.workers is not None:
         return _cmd_workers(args)
     settings = _settings(args, _device(args.device))
+    check_storage(settings.storage_url)  # before the header: bad storage is one error line
     tag = os.environ.get(WORKER_ENV, "")
     print(
         f"{'w' + tag + ' ' if tag else ''}study {settings.study_name} on "

@@ -65,6 +65,7 @@ REFERENCES = ("baseline", "scheme_a", "scheme_b")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 STUDIES_DIR = Path("studies")
+URL_FORMS = "expected postgresql://USER@HOST:PORT/DB or sqlite:///PATH"
 CONNECT_TIMEOUT_S = 10
 """Seconds to wait for a database server before reporting it unreachable."""
 
@@ -171,7 +172,7 @@ def _checked_sqlite_path(url: str) -> Path | None:
     try:
         return _sqlite_path(url)
     except (sqlalchemy.exc.ArgumentError, ValueError) as e:
-        raise StudyError(f"malformed storage URL {redact_url(url)}: {e}") from None
+        raise StudyError(f"malformed storage URL: {e} ({URL_FORMS})") from None
 
 
 def storage_backend(url: str) -> str:
@@ -183,7 +184,7 @@ def storage_backend(url: str) -> str:
     try:
         return sqlalchemy.engine.make_url(url).get_backend_name()
     except (sqlalchemy.exc.ArgumentError, ValueError) as e:
-        raise StudyError(f"malformed storage URL {redact_url(url)}: {e}") from None
+        raise StudyError(f"malformed storage URL: {e} ({URL_FORMS})") from None
 
 
 def check_storage(url: str) -> None:

