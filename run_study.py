@@ -31,19 +31,22 @@ from model.errors import VRTSpikeError
 from search.budgets import BUDGETS, get_budget
 from search.dashboard import is_loopback, publish_all, publish_study, serve
 from search.export import FrontRow, choose_trial, export_trial, front_rows, reference_rows
+from search.locks import SEVERAL_WORKERS
 from search.pareto import POLICIES
 from search.space import load_space
+from search.storage import (
+    artifact_dir,
+    check_storage,
+    default_storage_url,
+    redact_url,
+    storage_backend,
+)
 from search.study import (
     SAMPLERS,
     StudyError,
     StudySettings,
-    artifact_dir,
-    check_storage,
-    default_storage_url,
     load_existing_study,
-    redact_url,
     run_study,
-    storage_backend,
     study_tally,
 )
 from search.worker import WorkerStopped
@@ -378,11 +381,7 @@ def _cmd_workers(args: argparse.Namespace) -> int:
     settings = _settings(args, devices[0])
     url = settings.storage_url
     if len(devices) > 1 and storage_backend(url) == "sqlite":
-        raise StudyError(
-            f"--workers {len(devices)} with {redact_url(url)}: SQLite cannot serve several "
-            "worker processes (Optuna's enqueued trials race there); use PostgreSQL: --storage "
-            "postgresql://USER@HOST/DB (see 'Running on many GPUs' in the README)"
-        )
+        raise StudyError(f"--workers {len(devices)} with {redact_url(url)}: {SEVERAL_WORKERS}")
     check_storage(url)
     procs = []
     for k, device in enumerate(devices, start=1):

@@ -9,7 +9,9 @@ processes, as users start them. Measured:
 
 1. trials per hour with 1 worker, then with 3 workers, same space, budget and total;
 2. recovery after ``SIGKILL`` of a worker mid-trial (2 workers): seconds from the kill until the
-   retry starts and until it completes (depends on ``--heartbeat``: failed after 3x that);
+   retry starts and until it completes, with the victim on the survivor's host (found by its pid)
+   and on "another host" (its own UTS namespace: found when its heartbeat is 3x ``--heartbeat``
+   old);
 3. storage overhead per trial: database bytes per trial (``pg_database_size`` growth over the
    empty schema) and seconds per trial spent outside the objective (trial wall time from Optuna's
    timestamps minus the objective's own ``seconds``: gate, counting, sampling, ask/tell, attrs).
@@ -46,21 +48,24 @@ from search.worker import tally  # noqa: E402
 
 
 def _workers(
-    url: str, name: str, n: int, args: argparse.Namespace, env: dict[str, str]
+    url: str,
+    name: str,
+    n: int,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    *,
+    first_host: str | None = None,
 ) -> list[subprocess.Popen[bytes]]:
-    cmd = [
-        sys.executable,
-        str(ROOT / "run_study.py"),
-        "--space",
-        args.space,
-        "--budget",
-        args.budget,
-    ]
-    cmd += ["--trials", str(args.trials), "--storage", url, "--study-name", name]
-    cmd += ["--heartbeat", str(args.heartbeat)]
+    cmd = [sys.executable, str(ROOT / "run_study.py"), "--space", args.space]
+    cmd += ["--budget", args.budget, "--trials", str(args.trials), "--storage", url]
+    cmd += ["--study-name", name, "--heartbeat", str(args.heartbeat)]
+    commands = [cmd] * n
+    if first_host:
+        rename = f'hostname {first_host} && exec "$0" "$@"'
+        commands[0] = ["unshare", "--uts", "sh", "-c", rename, *cmd]
     return [
-        subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(n)
+        subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for c in commands
     ]
 
 
@@ -110,9 +115,13 @@ def _throughput(
     }
 
 
-def _recovery(server: Any, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    url = server.create_database(f"bench_kill_{os.getpid()}")
-    procs = _workers(url, "kill", 2, args, env)
+def _recovery(
+    server: Any, args: argparse.Namespace, env: dict[str, str], *, remote: bool
+) -> dict[str, Any]:
+    """Kill a worker mid-trial. ``remote``: the victim runs under another host name (its own UTS
+    namespace, needs root), so the survivor can only find the loss by the heartbeat."""
+    url = server.create_database(f"bench_kill_{'remote' if remote else 'local'}_{os.getpid()}")
+    procs = _workers(url, "kill", 2, args, env, first_host="worker-b" if remote else None)
     victim = None
     while victim is None:
         time.sleep(0.2)
@@ -121,7 +130,8 @@ def _recovery(server: Any, args: argparse.Namespace, env: dict[str, str]) -> dic
         except KeyError:
             continue
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if "config" in t.user_attrs:  # inside the objective
+            mine = not remote or t.user_attrs.get("worker", "").startswith("worker-b:")
+            if "config" in t.user_attrs and mine:  # inside the objective
                 victim = t
     time.sleep(2.0)  # well into the trial
     pid = int(victim.user_attrs["worker"].rsplit(":", 1)[1])
@@ -194,7 +204,8 @@ def main() -> None:
                 "trials": args.trials,
                 "one_worker": _throughput(server, 1, args, env),
                 "three_workers": _throughput(server, 3, args, env),
-                "recovery": _recovery(server, args, env),
+                "recovery_same_host": _recovery(server, args, env, remote=False),
+                "recovery_other_host": _recovery(server, args, env, remote=True),
                 "sqlite_one_worker": _sqlite_overhead(args, env, folder),
             }
         finally:

@@ -32,7 +32,8 @@ from optuna.trial import FrozenTrial, TrialState
 from search.charts import line_chart_png
 from search.export import FrontRow, front_rows, reference_rows
 from search.pareto import hypervolume_2d
-from search.study import METRIC_NAMES, artifact_dir, open_storage
+from search.storage import artifact_dir, open_storage
+from search.study import METRIC_NAMES
 
 __all__ = [
     "HypervolumeHistory",

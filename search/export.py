@@ -21,7 +21,8 @@ from optuna.trial import FrozenTrial, TrialState
 from model import VRTSpikeConfig
 from model.config import PROVENANCE_KEY
 from search.pareto import Policy, SelectionError, select_index
-from search.study import StudyError, redact_url
+from search.storage import redact_url
+from search.study import StudyError
 
 __all__ = ["FrontRow", "front_rows", "reference_rows", "choose_trial", "export_trial"]
 

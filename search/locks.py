@@ -8,7 +8,8 @@
   which two concurrent inserts can both see the same way) and a study never overshoots its total.
   Each hold is short (milliseconds), so one mutex for all the storage's studies costs nothing.
   PostgreSQL: a session advisory lock (released by the server when the connection drops, so a
-  killed worker never leaves it held); SQLite: a file lock in :func:`lock_dir`.
+  killed worker never leaves it held); SQLite and journal files: a file lock in :func:`lock_dir`
+  (so journal workers must share a host).
 - :class:`DeviceLock`: a per-host, per-device reader/writer lock. Training and evaluation hold it
   shared; latency measurement holds it exclusively, so a latency is never measured while another
   worker trains on the same GPU (or the same CPU). Writers are not starved: a waiting writer closes
@@ -43,6 +44,12 @@ __all__ = ["LockError", "StorageGate", "DeviceLock", "lock_dir", "single_worker_
 logger = logging.getLogger(__name__)
 
 LOCK_DIR_ENV = "VRTSPIKE_LOCK_DIR"
+SEVERAL_WORKERS = (
+    "SQLite cannot serve several worker processes (Optuna's enqueued trials race there): use "
+    "PostgreSQL for several machines (--storage postgresql://USER@HOST/DB) or Optuna's journal "
+    "file storage for one machine (--storage journal:studies/vrt_spike.log); see 'Running on "
+    "many GPUs' in the README"
+)
 
 
 class LockError(VRTSpikeError):
@@ -80,18 +87,22 @@ class StorageGate:
     """Mutex shared by every worker of a storage's studies (see the module docstring).
 
     Args:
-        url: The SQLAlchemy storage URL (``postgresql`` or ``sqlite``).
+        url: The storage URL (``postgresql``, ``sqlite`` or ``journal``).
 
     Raises:
         LockError: a storage backend with no lock implemented here.
     """
 
     def __init__(self, url: str) -> None:
-        parsed = sqlalchemy.engine.make_url(url)
-        self.backend = parsed.get_backend_name()
         self._key = _advisory_key("vrt-spike:storage-gate")
         self._engine: sqlalchemy.Engine | None = None
         self._path: Path | None = None
+        if url.startswith("journal:"):
+            self.backend = "journal"
+            self._path = _host_lock_path("journal", url)
+            return
+        parsed = sqlalchemy.engine.make_url(url)
+        self.backend = parsed.get_backend_name()
         if self.backend == "postgresql":
             self._engine = sqlalchemy.create_engine(url, poolclass=NullPool)
         elif self.backend == "sqlite":
@@ -220,10 +231,7 @@ def single_worker_lock(db_path: Path, *, shown_url: str) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockError(
-                f"{shown_url} is already used by another worker process; SQLite cannot serve "
-                "several workers (Optuna's enqueued trials race there). For several workers use "
-                "PostgreSQL: --storage postgresql://USER@HOST/DB (see 'Running on many GPUs' in "
-                "the README)"
+                f"{shown_url} is already used by another worker process; {SEVERAL_WORKERS}"
             ) from None
         try:
             yield

@@ -14,15 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
-import sqlalchemy
-import sqlalchemy.exc
 import torch
 from optuna.trial import TrialState
 
@@ -32,8 +29,15 @@ from search.budgets import Budget
 from search.locks import DeviceLock, StorageGate, single_worker_lock
 from search.objective import Objective
 from search.space import SearchSpace
+from search.storage import (
+    artifact_dir,
+    check_storage,
+    open_storage,
+    redact_url,
+    sqlite_path,
+)
 from search.train import NonFiniteLossError
-from search.worker import RetryLostTrial, Tally, run_worker, tally
+from search.worker import Tally, run_worker, tally
 
 __all__ = [
     "StudyError",
@@ -44,12 +48,6 @@ __all__ = [
     "SAMPLERS",
     "FINISHED",
     "finished_count",
-    "default_storage_url",
-    "artifact_dir",
-    "redact_url",
-    "open_storage",
-    "check_storage",
-    "storage_backend",
     "study_tally",
     "load_existing_study",
     "make_sampler",
@@ -64,167 +62,10 @@ METRIC_NAMES = ("latency_ms", "psnr_db")
 REFERENCES = ("baseline", "scheme_a", "scheme_b")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
-STUDIES_DIR = Path("studies")
-URL_FORMS = "expected postgresql://USER@HOST:PORT/DB or sqlite:///PATH"
-CONNECT_TIMEOUT_S = 10
-"""Seconds to wait for a database server before reporting it unreachable."""
 
 
 class StudyError(VRTSpikeError):
     """A study that cannot be created, loaded or continued as asked."""
-
-
-def default_storage_url() -> str:
-    """SQLite file under ``studies/`` (relative to the working directory)."""
-    return f"sqlite:///{STUDIES_DIR / 'vrt_spike.db'}"
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ``***`` (safe for logs, errors and attributes)."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return "<malformed storage URL>"
-
-
-def _sqlite_path(url: str) -> Path | None:
-    parsed = sqlalchemy.engine.make_url(url)
-    if (
-        parsed.get_backend_name() != "sqlite"
-        or not parsed.database
-        or parsed.database == ":memory:"
-    ):
-        return None
-    return Path(parsed.database)
-
-
-ARTIFACT_DIR_ENV = "VRTSPIKE_ARTIFACT_DIR"
-
-
-def artifact_dir(url: str) -> Path:
-    """Artifact store folder: ``$VRTSPIKE_ARTIFACT_DIR`` if set (a folder every worker and the
-    dashboard can reach, for studies on several machines), else beside the storage
-    (``<db stem>_artifacts`` for SQLite files, ``studies/artifacts`` for servers)."""
-    shared = os.environ.get(ARTIFACT_DIR_ENV)
-    if shared:
-        return Path(shared)
-    path = _sqlite_path(url)
-    if path is not None:
-        return path.with_name(f"{path.stem}_artifacts")
-    return STUDIES_DIR / "artifacts"
-
-
-def open_storage(
-    url: str, *, create: bool, heartbeat: int = 0, max_retry: int = 2
-) -> optuna.storages.RDBStorage:
-    """Connect to an SQLAlchemy URL (tables created if missing).
-
-    Args:
-        url: SQLAlchemy URL.
-        create: Allow creating a new SQLite file (``False`` for read-only commands, so they
-            never leave an empty database behind).
-        heartbeat: Seconds between trial heartbeats (0: none). A running trial whose heartbeat
-            is ``3 * heartbeat`` seconds old is failed by the next worker that starts a trial and
-            re-queued (at most ``max_retry`` times per configuration).
-        max_retry: See ``heartbeat``.
-
-    Raises:
-        StudyError: malformed URL, missing SQLite file (``create=False``), unreachable server or
-            rejected credentials (the password is never shown).
-    """
-    shown = redact_url(url)
-    path = _checked_sqlite_path(url)
-    if path is not None:
-        if not create and not path.is_file():
-            raise StudyError(f"no study storage at {path} (run a study first, or pass --storage)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-    beat: dict[str, Any] = {}
-    if heartbeat > 0:
-        beat = {
-            "heartbeat_interval": heartbeat,
-            "grace_period": 3 * heartbeat,
-            "heartbeat_stale_trial_callback": RetryLostTrial(max_retry),
-        }
-    try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url), **beat)
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        raise StudyError(f"cannot open storage {shown}: {_reason(e, url)}") from None
-
-
-def _reason(e: BaseException, url: str) -> str:
-    """One line from a driver error, with the URL (and so its password) replaced."""
-    text = " ".join(str(getattr(e, "orig", None) or e).split())
-    password = _password(url)
-    text = text.replace(url, redact_url(url))
-    if password:
-        text = text.replace(password, "***")
-    return text[:300]
-
-
-def _password(url: str) -> str | None:
-    try:
-        return sqlalchemy.engine.make_url(url).password
-    except (sqlalchemy.exc.ArgumentError, ValueError):
-        return None
-
-
-def _checked_sqlite_path(url: str) -> Path | None:
-    try:
-        return _sqlite_path(url)
-    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
-        raise StudyError(f"malformed storage URL: {e} ({URL_FORMS})") from None
-
-
-def storage_backend(url: str) -> str:
-    """``sqlite``, ``postgresql``, ... of a storage URL.
-
-    Raises:
-        StudyError: a malformed URL.
-    """
-    try:
-        return sqlalchemy.engine.make_url(url).get_backend_name()
-    except (sqlalchemy.exc.ArgumentError, ValueError) as e:
-        raise StudyError(f"malformed storage URL: {e} ({URL_FORMS})") from None
-
-
-def check_storage(url: str) -> None:
-    """Fail fast on a storage that cannot be used, writing nothing.
-
-    Parses the URL and, for a server, connects once (``SELECT 1``) without creating tables, so a
-    wrong host, port, database name or password is reported before any work is done.
-
-    Raises:
-        StudyError: malformed URL, unsupported backend, unreachable server, rejected login.
-    """
-    shown = redact_url(url)
-    if _checked_sqlite_path(url) is not None:
-        return
-    backend = storage_backend(url)
-    if backend == "sqlite":
-        raise StudyError(f"storage {shown}: an in-memory SQLite study would be lost at exit")
-    if backend != "postgresql":
-        raise StudyError(
-            f"storage {shown}: backend {backend!r} is not supported (SQLite for one worker, "
-            "PostgreSQL for several)"
-        )
-    try:
-        engine = sqlalchemy.create_engine(
-            url, poolclass=sqlalchemy.pool.NullPool, **_engine_kwargs(url)
-        )
-        try:
-            with engine.connect() as conn:
-                conn.execute(sqlalchemy.text("SELECT 1"))
-        finally:
-            engine.dispose()
-    except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as e:
-        raise StudyError(f"cannot open storage {shown}: {_reason(e, url)}") from None
-
-
-def _engine_kwargs(url: str) -> dict[str, Any]:
-    backend = sqlalchemy.engine.make_url(url).get_backend_name()
-    if backend == "sqlite":
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
 
 
 def load_existing_study(url: str, study_name: str) -> optuna.Study:
@@ -375,7 +216,7 @@ def run_study(
         KeyboardInterrupt: Ctrl-C/SIGTERM; the running trial ended failed and was re-queued.
     """
     check_storage(s.storage_url)
-    db = _checked_sqlite_path(s.storage_url)
+    db = sqlite_path(s.storage_url)
     hold = (
         single_worker_lock(db, shown_url=redact_url(s.storage_url))
         if db is not None

@@ -156,6 +156,15 @@ def _pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _running_here(study: optuna.Study) -> bool:
+    """True if a running trial belongs to a worker on this host (its death is detectable)."""
+    host = socket.gethostname()
+    return any(
+        str(t.user_attrs.get("worker", "")).rpartition(":")[0] == host
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    )
+
+
 def fail_dead_local_trials(study: optuna.Study, *, max_retry: int) -> list[int]:
     """Fail and re-queue running trials whose worker was on this host and has exited.
 
@@ -283,10 +292,10 @@ def run_worker(
             trial = _next_trial(study, total=total)
             beat = None if trial is None else _Heartbeat(storage, trial._trial_id, interval)
         if trial is None and not pending:
-            if interval == 0 or study_full(study, total):
-                break  # without heartbeats a lost trial could never be found: do not wait
+            if study_full(study, total) or not (interval or _running_here(study)):
+                break  # nothing left, or nothing a lost trial could be found by
             logger.info("last trials are running elsewhere; waiting for them to end or be lost")
-            time.sleep(interval)
+            time.sleep(interval or 2)
             continue
         try:
             if pending:

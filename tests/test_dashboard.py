@@ -30,7 +30,8 @@ from search.dashboard import (
 )
 from search.objective import PROFILE_SUFFIX, STRIP_SUFFIX
 from search.pareto import hypervolume_2d
-from search.study import METRIC_NAMES, artifact_dir, open_storage
+from search.storage import artifact_dir, open_storage
+from search.study import METRIC_NAMES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # number: (latency_ms, psnr_db, latency constraint value (<= 0 feasible), reference)

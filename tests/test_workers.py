@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 import run_study
 from search.locks import DeviceLock, LockError, StorageGate, single_worker_lock
-from search.study import open_storage
+from search.storage import open_storage
 from search.worker import heartbeat_interval, requeue, run_worker, tally
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -229,6 +229,7 @@ def test_cli_refuses_a_second_sqlite_worker_and_sqlite_workers(
     assert run_study.main(["--space", SPACE, "--budget", "smoke", "--workers", "3"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "SQLite cannot serve several" in err
+    assert "PostgreSQL" in err and "journal:" in err
     assert not (tmp_path / "studies").exists()
 
 
@@ -275,3 +276,46 @@ def test_ctrl_c_ends_the_trial_failed_exits_130_and_a_rerun_retries_it(
     assert (t.counted, t.running, t.waiting, t.retried) == (3, 0, 0, 1)
     retry = study.trials[waiting[0].number]
     assert retry.state == TrialState.COMPLETE and retry.params == failed[0].params
+
+
+def test_journal_workers_share_a_study_and_recover_a_killed_one(tmp_path: Path) -> None:
+    """Optuna's journal file storage, several workers on one host, no heartbeats: the dead
+    worker's trial is failed and retried because its process is gone."""
+    env = {
+        **os.environ,
+        "VRTSPIKE_DATA_CACHE": str(tmp_path / "cache"),
+        "VRTSPIKE_LOCK_DIR": str(tmp_path / "locks"),
+    }
+    log = tmp_path / "studies" / "j.log"
+    url = f"journal:{log}"
+    cmd = [sys.executable, str(ROOT / "run_study.py"), "--space", SPACE, "--budget", "smoke"]
+    cmd += ["--storage", url, "--study-name", "j", "--trials", "4", "--workers", "2"]
+    parent = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def running() -> list[optuna.trial.FrozenTrial]:
+        if not log.exists():
+            return []
+        storage = open_storage(url, create=False)
+        try:
+            study = optuna.load_study(study_name="j", storage=storage)
+        except KeyError:
+            return []
+        trials = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        return [t for t in trials if "config" in t.user_attrs]
+
+    _wait_for(lambda: bool(running()), 240)
+    victim = running()[0]
+    os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
+    out, err = parent.communicate(timeout=600)
+    assert parent.returncode == 1 and b"exit -9" in err, err.decode()[-2000:]
+    study = optuna.load_study(study_name="j", storage=open_storage(url, create=False))
+    t = tally(study.trials)
+    assert (t.counted, t.running, t.waiting, t.retried) == (4, 0, 0, 1)
+    assert study.trials[victim.number].state == TrialState.FAIL
+    (retry,) = [x for x in study.trials if x.user_attrs.get("retry_of") == victim.number]
+    assert (
+        retry.state == TrialState.COMPLETE
+        and "is no longer running" in retry.user_attrs["retry_reason"]
+    )
+    assert sorted(x.number for x in study.trials) == list(range(len(study.trials)))
+    assert (tmp_path / "studies" / "j_artifacts").is_dir()
