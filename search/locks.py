@@ -99,7 +99,8 @@ class StorageGate:
         self._path: Path | None = None
         if url.startswith("journal:"):
             self.backend = "journal"
-            self._path = _host_lock_path("journal", url)
+            log = Path(url.removeprefix("journal:").removeprefix("//")).resolve()
+            self._path = _host_lock_path("journal", str(log))
             return
         parsed = sqlalchemy.engine.make_url(url)
         self.backend = parsed.get_backend_name()

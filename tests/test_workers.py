@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import multiprocessing as mp
 import os
 import signal
@@ -12,10 +13,12 @@ from pathlib import Path
 
 import optuna
 import pytest
+import torch
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 
 import run_study
+from model.errors import VRTSpikeError
 from search.locks import DeviceLock, LockError, StorageGate, single_worker_lock
 from search.storage import open_storage
 from search.worker import heartbeat_interval, requeue, run_worker, tally
@@ -319,3 +322,27 @@ def test_journal_workers_share_a_study_and_recover_a_killed_one(tmp_path: Path) 
     )
     assert sorted(x.number for x in study.trials) == list(range(len(study.trials)))
     assert (tmp_path / "studies" / "j_artifacts").is_dir()
+
+
+@pytest.mark.parametrize(
+    ("workers", "device", "gpus", "expected"),
+    [
+        ("gpus", "auto", 2, ["cuda:0", "cuda:1"]),
+        (3, "cuda", 2, ["cuda:0", "cuda:1", "cuda:0"]),
+        (2, "cuda:1", 2, ["cuda:1", "cuda:1"]),
+        (3, "cpu", 0, ["cpu", "cpu", "cpu"]),
+    ],
+)
+def test_workers_are_spread_over_the_visible_gpus(
+    monkeypatch: pytest.MonkeyPatch, workers: int | str, device: str, gpus: int, expected: list[str]
+) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
+    args = argparse.Namespace(workers=workers, device=device)
+    assert run_study._worker_devices(args) == expected
+
+
+def test_workers_without_a_gpu_need_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(VRTSpikeError, match="no GPU is visible"):
+        run_study._worker_devices(argparse.Namespace(workers="gpus", device="auto"))
