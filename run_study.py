@@ -49,7 +49,7 @@ from search.study import (
     run_study,
     study_tally,
 )
-from search.worker import WorkerStopped
+from search.worker import WorkerStopped, stop_reason
 
 WORKER_ENV = "VRTSPIKE_WORKER"
 """Set by ``--workers`` for its children: ``K/N`` (tags lines; the parent prints the front)."""
@@ -337,7 +337,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         study = run_study(settings, callbacks=[_Progress(args.trials, tag)])
     except KeyboardInterrupt as e:
-        why = "SIGTERM" if isinstance(e, WorkerStopped) else "Ctrl-C"
+        why = stop_reason(e)
         print(
             f"interrupted ({why}): the running trial, if any, ended as failed and was re-queued",
             file=sys.stderr,
@@ -530,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _stop(signum: int, _frame: object) -> None:
     """SIGTERM (a scheduler ending the job) is handled like Ctrl-C."""
-    raise WorkerStopped(f"signal {signum}")
+    raise WorkerStopped(signum)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from search.locks import StorageGate
 __all__ = [
     "Tally",
     "WorkerStopped",
+    "stop_reason",
     "tally",
     "worker_id",
     "requeue",
@@ -52,7 +53,18 @@ Callback = Callable[[optuna.Study, FrozenTrial], None]
 
 
 class WorkerStopped(KeyboardInterrupt):
-    """The worker was asked to stop (SIGTERM); handled like Ctrl-C."""
+    """A stop signal (SIGINT or SIGTERM) that arrived where it could not interrupt at once."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def stop_reason(e: KeyboardInterrupt) -> str:
+    """``Ctrl-C`` for SIGINT (a plain KeyboardInterrupt), else the signal's name."""
+    if isinstance(e, WorkerStopped) and e.signum != signal.SIGINT:
+        return signal.Signals(e.signum).name
+    return "Ctrl-C"
 
 
 def worker_id() -> str:
@@ -238,7 +250,7 @@ def _shielded(pending: list[int] | None = None) -> Iterator[None]:
         for s, handler in old.items():
             signal.signal(s, handler)
     if pending and raise_pending:
-        raise WorkerStopped(f"signal {pending[0]} during a storage write")
+        raise WorkerStopped(pending[0])
 
 
 def heartbeat_interval(storage: optuna.storages.BaseStorage) -> int:
@@ -292,14 +304,14 @@ def run_worker(
             trial = _next_trial(study, total=total)
             beat = None if trial is None else _Heartbeat(storage, trial._trial_id, interval)
         if trial is None and not pending:
-            if study_full(study, total) or not (interval or _running_here(study)):
+            if _study_full(study, total) or not (interval or _running_here(study)):
                 break  # nothing left, or nothing a lost trial could be found by
             logger.info("last trials are running elsewhere; waiting for them to end or be lost")
             time.sleep(interval or 2)
             continue
         try:
             if pending:
-                raise WorkerStopped(f"signal {pending[0]}")
+                raise WorkerStopped(pending[0])
             assert trial is not None
             frozen = _evaluate(study, trial, objective, catch)
         except KeyboardInterrupt as e:
@@ -319,7 +331,7 @@ def run_worker(
     return done
 
 
-def study_full(study: optuna.Study, total: int) -> bool:
+def _study_full(study: optuna.Study, total: int) -> bool:
     """True when the study needs no more trials (counted >= total)."""
     return tally(study.get_trials(deepcopy=False)).counted >= total
 
@@ -391,8 +403,7 @@ def _tell(
 def _interrupted(
     study: optuna.Study, trial: optuna.Trial, e: KeyboardInterrupt, max_retry: int
 ) -> None:
-    what = "SIGTERM" if isinstance(e, WorkerStopped) else "Ctrl-C"
-    reason = f"interrupted ({what}) in worker {worker_id()}"
+    reason = f"interrupted ({stop_reason(e)}) in worker {worker_id()}"
     with _shielded():
         frozen = _tell(study, trial, TrialState.FAIL, None, reason=reason)
         if frozen is not None:

@@ -137,6 +137,7 @@ def test_keyboard_interrupt_fails_and_requeues_the_running_trial(
     }
 
 
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the ask below
 def test_a_lost_trial_is_failed_and_retried_by_the_next_worker(tmp_path: Path, locks: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     storage = open_storage(url, create=True, heartbeat=1)  # grace period 3 s
@@ -252,8 +253,11 @@ def _running(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
     return study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
 
 
+@pytest.mark.parametrize(
+    ("signum", "shown"), [(signal.SIGINT, "Ctrl-C"), (signal.SIGTERM, "SIGTERM")]
+)
 def test_ctrl_c_ends_the_trial_failed_exits_130_and_a_rerun_retries_it(
-    tmp_path: Path, locks: Path
+    tmp_path: Path, locks: Path, signum: int, shown: str
 ) -> None:
     env = {**os.environ, "VRTSPIKE_DATA_CACHE": str(tmp_path / "cache")}
     url = f"sqlite:///{tmp_path / 's.db'}"
@@ -262,13 +266,13 @@ def test_ctrl_c_ends_the_trial_failed_exits_130_and_a_rerun_retries_it(
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _wait_for(lambda: bool(_running(url, "c")), 240)
     time.sleep(1.0)  # inside the objective
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode()
-    assert b"Traceback" not in err and b"interrupted (Ctrl-C)" in err
+    assert b"Traceback" not in err and f"interrupted ({shown})".encode() in err
     study = optuna.load_study(study_name="c", storage=url)
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
-    assert len(failed) == 1 and "interrupted (Ctrl-C)" in failed[0].user_attrs["fail_reason"]
+    assert len(failed) == 1 and f"interrupted ({shown})" in failed[0].user_attrs["fail_reason"]
     waiting = [t for t in study.trials if t.state == TrialState.WAITING]
     assert [t.user_attrs["retry_of"] for t in waiting] == [failed[0].number]
 
