@@ -159,7 +159,8 @@ class Objective:
         key = accuracy_key(proxy)
         self._record_setup(trial, cfg, proxy, key)
 
-        with self._hold(exclusive=True):
+        windows: dict[str, list[float]] = {}
+        with self._hold(exclusive=True, windows=windows, name="timed"):
             latency = self._measure_latency(proxy)
         trial.set_user_attr("latency", latency.to_dict())
         trial.set_user_attr("per_stage_ms", latency.per_stage_ms)
@@ -170,7 +171,7 @@ class Objective:
         if source is not None:
             psnr_db = self._reuse(trial, source)
         else:
-            with self._hold(exclusive=False):
+            with self._hold(exclusive=False, windows=windows, name="trained"):
                 if over:
                     logger.info("trial %d: %s; not trained", trial.number, over)
                     trial.set_user_attr("skipped_training", over)
@@ -179,6 +180,7 @@ class Objective:
                     psnr_db, train_peak_gb = self._train(trial, proxy)
                     peak_gb = max(peak_gb, train_peak_gb)
         self._set_constraints(trial, latency.median_ms, peak_gb)
+        trial.set_user_attr("device_windows", windows)
         trial.set_user_attr("seconds", round(time.perf_counter() - started, 3))
         return latency.median_ms, psnr_db
 
@@ -193,15 +195,24 @@ class Objective:
 
     # ---- steps -------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _hold(self, *, exclusive: bool) -> Iterator[None]:
-        """Hold the device (exclusively to time it) with the matching CPU thread count."""
+    def _hold(
+        self, *, exclusive: bool, windows: dict[str, list[float]], name: str
+    ) -> Iterator[None]:
+        """Hold the device (exclusively to time it) with the matching CPU thread count.
+
+        ``windows[name]`` gets ``[waited_s, start, end]``: seconds spent waiting for the device,
+        then the wall-clock span (epoch seconds) it was held, so a study shows that no latency
+        was measured while another worker of the host used the device.
+        """
         lock = self.device_lock
         held = (
             contextlib.nullcontext()
             if lock is None
             else (lock.exclusive() if exclusive else lock.shared())
         )
+        asked = time.time()
         with held:
+            start = time.time()
             before = torch.get_num_threads()
             if self.device.type == "cpu":
                 torch.set_num_threads(self._cpu_threads(exclusive))
@@ -209,6 +220,7 @@ class Objective:
                 yield
             finally:
                 torch.set_num_threads(before)
+                windows[name] = [round(start - asked, 3), start, time.time()]
 
     def _record_setup(
         self, trial: optuna.trial.BaseTrial, cfg: VRTSpikeConfig, proxy: VRTSpikeConfig, key: str

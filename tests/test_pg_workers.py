@@ -60,6 +60,22 @@ def _assert_intact(study: optuna.Study, artifacts: Path) -> None:
                 assert path.read_text().startswith("part,ms,share")
 
 
+def _assert_timed_alone(trials: list[FrozenTrial]) -> None:
+    """No latency was measured while another trial held the device (same host: one clock)."""
+    spans = [
+        (t.number, kind, start, end)
+        for t in trials
+        for kind, (_waited, start, end) in t.user_attrs["device_windows"].items()
+    ]
+    assert sum(kind == "timed" for _, kind, _, _ in spans) == len(trials)
+    for number, kind, start, end in spans:
+        if kind != "timed":
+            continue
+        for other, _kind, s2, e2 in spans:
+            if other != number:
+                assert end <= s2 + 1e-3 or start >= e2 - 1e-3, (number, other)
+
+
 def test_three_workers_reach_the_exact_total_with_each_reference_once(
     pg_url: str, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -90,6 +106,7 @@ def test_three_workers_reach_the_exact_total_with_each_reference_once(
     workers = {x.user_attrs["worker"] for x in study.trials}
     assert len(workers) >= 2  # the work was shared
     _assert_intact(study, tmp_path / "artifacts")
+    _assert_timed_alone(study.trials)
 
     # the password is nowhere: output, logs, study and trial attributes, exported files
     out_yaml = tmp_path / "best.yaml"
