@@ -21,7 +21,6 @@ from typing import Any
 
 import optuna
 import torch
-from optuna.trial import TrialState
 
 from model import load_preset
 from model.errors import VRTSpikeError
@@ -37,7 +36,7 @@ from search.storage import (
     sqlite_path,
 )
 from search.train import NonFiniteLossError
-from search.worker import Tally, run_worker, tally
+from search.worker import run_worker
 
 __all__ = [
     "StudyError",
@@ -46,9 +45,6 @@ __all__ = [
     "METRIC_NAMES",
     "REFERENCES",
     "SAMPLERS",
-    "FINISHED",
-    "finished_count",
-    "study_tally",
     "load_existing_study",
     "make_sampler",
     "load_data",
@@ -61,7 +57,6 @@ DIRECTIONS = ("minimize", "maximize")
 METRIC_NAMES = ("latency_ms", "psnr_db")
 REFERENCES = ("baseline", "scheme_a", "scheme_b")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 class StudyError(VRTSpikeError):
@@ -187,16 +182,6 @@ def _enqueue_references(study: optuna.Study, space: SearchSpace) -> dict[str, st
         status[name] = "enqueued"
     study.set_user_attr("references", status)
     return status
-
-
-def study_tally(study: optuna.Study) -> Tally:
-    """Counted, running, waiting and retried trials (see :class:`search.worker.Tally`)."""
-    return tally(study.get_trials(deepcopy=False))
-
-
-def finished_count(study: optuna.Study) -> int:
-    """Counted trials: complete, pruned, and failed ones that were not retried."""
-    return study_tally(study).counted
 
 
 def run_study(

@@ -40,6 +40,7 @@ __all__ = [
     "WorkerStopped",
     "stop_reason",
     "tally",
+    "study_tally",
     "worker_id",
     "requeue",
     "RetryLostTrial",
@@ -108,6 +109,11 @@ def tally(trials: Sequence[FrozenTrial]) -> Tally:
     return Tally(counted, running, waiting, failed_retried)
 
 
+def study_tally(study: optuna.Study) -> Tally:
+    """:func:`tally` of all the study's trials."""
+    return tally(study.get_trials(deepcopy=False))
+
+
 def requeue(study: optuna.Study, trial: FrozenTrial, *, reason: str, max_retry: int) -> int | None:
     """Enqueue a retry of a failed trial with the same parameters.
 
@@ -168,13 +174,16 @@ def _pid_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _local_pid(trial: FrozenTrial) -> int | None:
+    """The pid of the trial's worker if it ran on this host (see :func:`worker_id`), else None."""
+    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+    return int(pid) if host == socket.gethostname() and pid.isdigit() else None
+
+
 def _running_here(study: optuna.Study) -> bool:
     """True if a running trial belongs to a worker on this host (its death is detectable)."""
-    host = socket.gethostname()
-    return any(
-        str(t.user_attrs.get("worker", "")).rpartition(":")[0] == host
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-    )
+    running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    return any(_local_pid(t) is not None for t in running)
 
 
 def fail_dead_local_trials(study: optuna.Study, *, max_retry: int) -> list[int]:
@@ -186,11 +195,10 @@ def fail_dead_local_trials(study: optuna.Study, *, max_retry: int) -> list[int]:
     Returns:
         The numbers of the trials failed here.
     """
-    host, failed = socket.gethostname(), []
+    failed = []
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        who = str(t.user_attrs.get("worker", ""))
-        worker_host, _, pid = who.rpartition(":")
-        if worker_host != host or not pid.isdigit() or _pid_alive(int(pid)):
+        pid = _local_pid(t)
+        if pid is None or _pid_alive(pid):
             continue
         try:
             if not study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
@@ -199,6 +207,7 @@ def fail_dead_local_trials(study: optuna.Study, *, max_retry: int) -> list[int]:
             continue
         failed.append(t.number)
         frozen = study._storage.get_trial(t._trial_id)
+        who = frozen.user_attrs["worker"]
         requeue(study, frozen, reason=f"lost: {who} is no longer running", max_retry=max_retry)
     return failed
 
@@ -304,7 +313,7 @@ def run_worker(
             trial = _next_trial(study, total=total)
             beat = None if trial is None else _Heartbeat(storage, trial._trial_id, interval)
         if trial is None and not pending:
-            if _study_full(study, total) or not (interval or _running_here(study)):
+            if study_tally(study).counted >= total or not (interval or _running_here(study)):
                 break  # nothing left, or nothing a lost trial could be found by
             logger.info("last trials are running elsewhere; waiting for them to end or be lost")
             time.sleep(interval or 2)
@@ -331,17 +340,12 @@ def run_worker(
     return done
 
 
-def _study_full(study: optuna.Study, total: int) -> bool:
-    """True when the study needs no more trials (counted >= total)."""
-    return tally(study.get_trials(deepcopy=False)).counted >= total
-
-
 def _next_trial(study: optuna.Study, *, total: int) -> optuna.Trial | None:
     """A new trial if the study needs one (call under the gate), else None.
 
     Running trials hold their slots: None while they fill the last ones.
     """
-    now = tally(study.get_trials(deepcopy=False))
+    now = study_tally(study)
     if now.counted + now.running >= total:
         return None
     with warnings.catch_warnings():  # "supposed to be used with optimize": see the module doc
