@@ -27,7 +27,6 @@ import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -37,9 +36,8 @@ __all__ = [
     "CHUNK_SHAPES",
     "ChunkPlan",
     "ChunkShapeError",
+    "Chunking",
     "apply_per_pixel",
-    "check_chunk_args",
-    "plan_chunks",
 ]
 
 logger = logging.getLogger(__name__)
@@ -86,27 +84,55 @@ class ChunkPlan:
                 yield rows, slice(ws, min(ws + self.chunk_w, self.width))
 
 
-def check_chunk_args(
-    *, chunk_size: int, max_batch_tokens: int, chunk_shape: str, adaptive_chunk: bool
-) -> dict[str, Any]:
-    """Validate the chunking knobs; returns them as keyword arguments of :func:`apply_per_pixel`.
+@dataclass(frozen=True)
+class Chunking:
+    """The four chunking knobs as one value (the seed's ``CHUNK_*`` meaning, module doc).
+
+    Attributes:
+        chunk_size: Tile side in pixels.
+        max_batch_tokens: Cap on ``B * pixels`` per call.
+        chunk_shape: ``"square"`` or ``"rows"``.
+        adaptive_chunk: Shrink tiles to honour the cap (seed); else batch whole tiles up to it.
 
     Raises:
         ConfigError: A knob has the wrong type or an impossible value (the message names it).
     """
-    for name, value in (("chunk_size", chunk_size), ("max_batch_tokens", max_batch_tokens)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
-    if chunk_shape not in CHUNK_SHAPES:
-        raise ConfigError(f"chunk_shape must be one of {list(CHUNK_SHAPES)}, got {chunk_shape!r}")
-    if not isinstance(adaptive_chunk, bool):
-        raise ConfigError(f"adaptive_chunk must be a bool, got {adaptive_chunk!r}")
-    return {
-        "chunk_size": chunk_size,
-        "max_batch_tokens": max_batch_tokens,
-        "chunk_shape": chunk_shape,
-        "adaptive_chunk": adaptive_chunk,
-    }
+
+    chunk_size: int = 64
+    max_batch_tokens: int = 49152
+    chunk_shape: str = "square"
+    adaptive_chunk: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_size", "max_batch_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+        if self.chunk_shape not in CHUNK_SHAPES:
+            raise ConfigError(
+                f"chunk_shape must be one of {list(CHUNK_SHAPES)}, got {self.chunk_shape!r}"
+            )
+        if not isinstance(self.adaptive_chunk, bool):
+            raise ConfigError(f"adaptive_chunk must be a bool, got {self.adaptive_chunk!r}")
+
+    def plan(self, batch: int, height: int, width: int) -> ChunkPlan:
+        """Cut an H x W grid (batch B, each pixel B sequences) into call rectangles.
+
+        Only Python ints are used, so it works for meta tensors too.
+        """
+        batch = max(1, batch)
+        if self.adaptive_chunk:
+            area = max(1, min(self.chunk_size * self.chunk_size, self.max_batch_tokens // batch))
+            th, tw = _tile(area, height, width, self.chunk_shape, split_rows=True)
+            return ChunkPlan(height, width, th, tw)
+        side = self.chunk_size * self.chunk_size
+        th, tw = _tile(side, height, width, self.chunk_shape, split_rows=False)
+        cap = self.max_batch_tokens
+        if batch * th * width <= cap:  # whole bands of tiles fit: stack bands
+            bands = max(1, cap // (batch * th * width))
+            return ChunkPlan(height, width, min(height, th * bands), width)
+        tiles = max(1, cap // (batch * th * tw))  # neighbouring tiles of one band
+        return ChunkPlan(height, width, th, min(width, tw * tiles))
 
 
 def _tile(
@@ -125,51 +151,8 @@ def _tile(
     return max(1, min(height, side)), max(1, min(width, side))
 
 
-def plan_chunks(
-    batch: int,
-    height: int,
-    width: int,
-    *,
-    chunk_size: int,
-    max_batch_tokens: int,
-    chunk_shape: str,
-    adaptive_chunk: bool,
-) -> ChunkPlan:
-    """Cut an H x W grid (batch B) into call rectangles.
-
-    Args:
-        batch: Batch size B (each pixel is B sequences).
-        height: Grid height H.
-        width: Grid width W.
-        chunk_size: Tile side in pixels.
-        max_batch_tokens: Cap on ``B * pixels`` per call.
-        chunk_shape: ``"square"`` or ``"rows"``.
-        adaptive_chunk: Shrink tiles to honour the cap (seed); else batch whole tiles up to it.
-
-    Returns:
-        The plan; only Python ints are used, so it works for meta tensors too.
-    """
-    batch = max(1, batch)
-    if adaptive_chunk:
-        area = max(1, min(chunk_size * chunk_size, max_batch_tokens // batch))
-        th, tw = _tile(area, height, width, chunk_shape, split_rows=True)
-        return ChunkPlan(height, width, th, tw)
-    th, tw = _tile(chunk_size * chunk_size, height, width, chunk_shape, split_rows=False)
-    if batch * th * width <= max_batch_tokens:  # whole bands of tiles fit: stack bands
-        bands = max(1, max_batch_tokens // (batch * th * width))
-        return ChunkPlan(height, width, min(height, th * bands), width)
-    tiles = max(1, max_batch_tokens // (batch * th * tw))  # neighbouring tiles of one band
-    return ChunkPlan(height, width, th, min(width, tw * tiles))
-
-
 def apply_per_pixel(
-    fn: Callable[..., torch.Tensor],
-    tensors: Sequence[torch.Tensor],
-    *,
-    chunk_size: int,
-    max_batch_tokens: int,
-    chunk_shape: str,
-    adaptive_chunk: bool,
+    fn: Callable[..., torch.Tensor], tensors: Sequence[torch.Tensor], chunking: Chunking
 ) -> torch.Tensor:
     """Run a pixel-wise function over spatial chunks and assemble the result.
 
@@ -180,10 +163,7 @@ def apply_per_pixel(
         fn: Called as ``fn(*chunks)`` with one (B, T, h, w, C_i) view per input tensor; returns
             (B, T, h, w, C_out).
         tensors: Channels-last inputs (B, T, H, W, C_i) sharing (B, T, H, W).
-        chunk_size: Tile side in pixels.
-        max_batch_tokens: Cap on ``B * pixels`` per call.
-        chunk_shape: ``"square"`` or ``"rows"``.
-        adaptive_chunk: See :func:`plan_chunks`.
+        chunking: How to split the pixel grid.
 
     Returns:
         Contiguous (B, T, H, W, C_out), dtype of ``fn``'s output.
@@ -199,15 +179,7 @@ def apply_per_pixel(
                 f"expected (B, T, H, W, C) tensors sharing (B, T, H, W): {shapes}"
             )
     b, t, h, w = lead
-    plan = plan_chunks(
-        b,
-        h,
-        w,
-        chunk_size=chunk_size,
-        max_batch_tokens=max_batch_tokens,
-        chunk_shape=chunk_shape,
-        adaptive_chunk=adaptive_chunk,
-    )
+    plan = chunking.plan(b, h, w)
     if logger.isEnabledFor(logging.DEBUG):
         logger.debug("per-pixel chunking %s: %d call(s) for B=%d T=%d", plan, plan.num_chunks, b, t)
     if plan.is_single:

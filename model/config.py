@@ -1,9 +1,12 @@
 """The VRT-Spike configuration: a frozen, typed dataclass tree read and written as the guide's YAML.
 
 YAML keys are the upper-case field names, grouped in the sections ``MODEL``, ``TRAIN`` and ``DATA``
-(see SEED-GUIDE.md); attributes are lower case (``cfg.model.fuse.chunk_size``). One strict loader
-turns nested dicts into the tree: unknown keys, wrong types and impossible values raise
-:class:`~model.errors.ConfigError` naming the key path.
+(the layout of the performance guide the seed system shipped with); attributes are lower case
+(``cfg.model.fuse.chunk_size``). One strict loader turns nested dicts into the tree: unknown keys,
+wrong types and impossible values raise :class:`~model.errors.ConfigError` naming the key path.
+Single-field bounds are declared beside each field (:class:`Bound` in the field's metadata) and
+checked for every config, however it was built; only rules that tie fields together (heads that
+must divide widths, for instance) are written by hand, in ``ModelConfig._rules``.
 
 Depth convention (VRT's own): ``VRT_DEPTHS`` entries 1-7 are stages 1-7; every further entry is one
 reconstruction group of stage 8. ``INDEP_RECONSTS`` lists (0-based, as in the official network)
@@ -22,9 +25,11 @@ from typing import Any, Literal
 
 import yaml
 
+from .chunking import Chunking
 from .errors import ConfigError
 
 __all__ = [
+    "Bound",
     "ChunkConfig",
     "FuseConfig",
     "ModelConfig",
@@ -46,45 +51,101 @@ def stage_scale_index(stage: int) -> int:
 
 
 @dataclass(frozen=True)
+class Bound:
+    """Bounds of a numeric field, or of every entry of a tuple field, declared beside the field.
+
+    ``ge``/``gt``/``le``/``lt`` bound the value (each entry for tuples); ``length`` and
+    ``min_length`` bound a tuple's length; ``increasing`` asks for strictly increasing entries
+    (no repeats). :meth:`problem` says what is wrong with a value, "" when nothing is.
+    """
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+    length: int | None = None
+    min_length: int | None = None
+    increasing: bool = False
+    length_note: str = ""
+
+    def describe(self) -> str:
+        """``>= 1``, ``> 0``, ``between 2 and 8`` or ``in [0, 1)``."""
+        if self.ge is not None and self.le is not None:
+            return f"between {self.ge} and {self.le}"
+        if self.ge is not None and self.lt is not None:
+            return f"in [{self.ge}, {self.lt})"
+        ends = ((">=", self.ge), (">", self.gt), ("<=", self.le), ("<", self.lt))
+        return " and ".join(f"{op} {v}" for op, v in ends if v is not None)
+
+    def _fits(self, v: float) -> bool:
+        return (
+            (self.ge is None or v >= self.ge)
+            and (self.gt is None or v > self.gt)
+            and (self.le is None or v <= self.le)
+            and (self.lt is None or v < self.lt)
+        )
+
+    def problem(self, value: Any, path: str) -> str:
+        """``"<path>: <what is wrong>"`` for a value outside the bounds, else ``""``."""
+        if not isinstance(value, tuple):
+            return "" if self._fits(value) else f"{path}: must be {self.describe()}, got {value}"
+        n = len(value)
+        note = f" ({self.length_note})" if self.length_note else ""
+        if self.length is not None and n != self.length:
+            return f"{path}: needs {self.length} entries{note}, got {n}"
+        if self.min_length is not None and n < self.min_length:
+            return f"{path}: needs at least {self.min_length} entries{note}, got {n}"
+        for i, v in enumerate(value):
+            if self._fits(v):
+                continue
+            if self.ge is not None and self.le is not None:
+                return f"{path}: entry {v} is outside {self.ge}-{self.le}"
+            return f"{path}[{i}]: must be {self.describe()}, got {v}"
+        if self.increasing and list(value) != sorted(set(value)):
+            return f"{path}: must be strictly increasing without repeats, got {list(value)}"
+        return ""
+
+
+_BOUND = "bound"  # dataclass field metadata key of a field's Bound
+
+
+def _bounded(default: Any, **bound: Any) -> Any:
+    """A dataclass field whose bounds (:class:`Bound` keywords) every config is checked against."""
+    return field(default=default, metadata={_BOUND: Bound(**bound)})
+
+
+@dataclass(frozen=True)
 class ChunkConfig:
     """Per-pixel temporal attention with spatial chunking (spike TSA; base of the fusion config).
 
-    Chunking only splits pixels into independent batches: it never changes the output.
+    The four chunking fields travel to the network as one :class:`~model.chunking.Chunking`
+    (:attr:`chunking`); chunking only splits pixels into independent batches and never changes
+    the output.
     """
 
-    heads: int = 4
+    heads: int = _bounded(4, ge=1)
     adaptive_chunk: bool = True
-    max_batch_tokens: int = 49152
-    chunk_size: int = 64
+    max_batch_tokens: int = _bounded(49152, ge=1)
+    chunk_size: int = _bounded(64, ge=1)
     chunk_shape: Literal["square", "rows"] = "square"
-    mlp_ratio: float = 2.0
+    mlp_ratio: float = _bounded(2.0, gt=0)
 
-    def _validate(self, path: str) -> None:
-        _check(self.heads >= 1, f"{path}.HEADS", f"must be >= 1, got {self.heads}")
-        _check(self.chunk_size >= 1, f"{path}.CHUNK_SIZE", f"must be >= 1, got {self.chunk_size}")
-        _check(
-            self.max_batch_tokens >= 1,
-            f"{path}.MAX_BATCH_TOKENS",
-            f"must be >= 1, got {self.max_batch_tokens}",
+    @property
+    def chunking(self) -> Chunking:
+        """The chunking knobs as one value."""
+        return Chunking(
+            chunk_size=self.chunk_size,
+            max_batch_tokens=self.max_batch_tokens,
+            chunk_shape=self.chunk_shape,
+            adaptive_chunk=self.adaptive_chunk,
         )
-        _check(self.mlp_ratio > 0, f"{path}.MLP_RATIO", f"must be > 0, got {self.mlp_ratio}")
 
 
 @dataclass(frozen=True)
 class FuseConfig(ChunkConfig):
     """Temporal cross-attention fusion of spike features into the RGB stages in ``stages``."""
 
-    stages: tuple[int, ...] = (1, 2, 3, 4)
-
-    def _validate(self, path: str) -> None:
-        super()._validate(path)
-        for s in self.stages:
-            _check(1 <= s <= 7, f"{path}.STAGES", f"fusion stage {s} is outside 1-7")
-        _check(
-            list(self.stages) == sorted(set(self.stages)),
-            f"{path}.STAGES",
-            f"must be strictly increasing without repeats, got {list(self.stages)}",
-        )
+    stages: tuple[int, ...] = _bounded((1, 2, 3, 4), ge=1, le=7, increasing=True)
 
 
 @dataclass(frozen=True)
@@ -92,16 +153,22 @@ class ModelConfig:
     """The network: VRT backbone (official semantics) plus the seed system's spike branch."""
 
     use_spike: bool = True
-    vrt_depths: tuple[int, ...] = (8, 8, 8, 8, 4, 4, 4, 8)
-    window_size: int = 8
-    temporal_window: int = 5
-    embed_dims: tuple[int, ...] = (96,) * 8
-    num_heads: tuple[int, ...] = (6,) * 8
-    mlp_ratio: float = 2.0
-    deformable_groups: int = 16
-    mutual_attn_ratio: float = 0.75
-    indep_reconsts: tuple[int, ...] = ()
-    drop_path_rate: float = 0.2
+    vrt_depths: tuple[int, ...] = _bounded(
+        (8, 8, 8, 8, 4, 4, 4, 8), ge=0, min_length=8, length_note="stages 1-7, then stage-8 groups"
+    )
+    window_size: int = _bounded(8, ge=2, le=8)
+    temporal_window: int = _bounded(5, ge=1)
+    embed_dims: tuple[int, ...] = _bounded(
+        (96,) * 8, ge=1, length=8, length_note="stages 1-7, then stage 8"
+    )
+    num_heads: tuple[int, ...] = _bounded(
+        (6,) * 8, ge=1, length=8, length_note="stages 1-7, then stage 8"
+    )
+    mlp_ratio: float = _bounded(2.0, gt=0)
+    deformable_groups: int = _bounded(16, ge=1)
+    mutual_attn_ratio: float = _bounded(0.75, ge=0.0, le=1.0)
+    indep_reconsts: tuple[int, ...] = _bounded((), increasing=True)
+    drop_path_rate: float = _bounded(0.2, ge=0.0, lt=1.0)
     fuse: FuseConfig = field(default_factory=FuseConfig)
     spike_tsa: ChunkConfig = field(default_factory=ChunkConfig)
 
@@ -114,89 +181,33 @@ class ModelConfig:
         """Scale indices whose spike features some fusion needs (sorted)."""
         return tuple(sorted({stage_scale_index(s) for s in self.fuse.stages}))
 
-    def _validate(self, path: str) -> None:
+    def _rules(self, path: str) -> None:
+        """Rules that tie fields together (every single-field bound is declared on the field)."""
         d = self.vrt_depths
-        _check(len(d) >= 8, f"{path}.VRT_DEPTHS", f"needs at least 8 entries, got {len(d)}")
-        for i, v in enumerate(d[:7]):
-            _check(v >= 0, f"{path}.VRT_DEPTHS[{i}]", f"stage depth must be >= 0, got {v}")
         for i, v in enumerate(d[7:], start=7):
             _check(v >= 1, f"{path}.VRT_DEPTHS[{i}]", f"stage-8 group depth must be >= 1, got {v}")
-        _check(
-            2 <= self.window_size <= 8,
-            f"{path}.WINDOW_SIZE",
-            f"must be between 2 and 8, got {self.window_size}",
-        )
-        _check(
-            self.temporal_window >= 1,
-            f"{path}.TEMPORAL_WINDOW",
-            f"must be >= 1, got {self.temporal_window}",
-        )
-        for key, values in (("EMBED_DIMS", self.embed_dims), ("NUM_HEADS", self.num_heads)):
-            _check(
-                len(values) == 8,
-                f"{path}.{key}",
-                f"needs 8 entries (stages 1-7, then stage 8), got {len(values)}",
-            )
-            for i, v in enumerate(values):
-                _check(v >= 1, f"{path}.{key}[{i}]", f"must be >= 1, got {v}")
         for i, (dim, heads) in enumerate(zip(self.embed_dims, self.num_heads, strict=True)):
-            _check(
-                dim % heads == 0,
-                f"{path}.NUM_HEADS[{i}]",
-                f"{heads} heads do not divide embed dim {dim}",
-            )
-        _check(self.mlp_ratio > 0, f"{path}.MLP_RATIO", f"must be > 0, got {self.mlp_ratio}")
-        _check(
-            self.deformable_groups >= 1,
-            f"{path}.DEFORMABLE_GROUPS",
-            f"must be >= 1, got {self.deformable_groups}",
-        )
+            _divides(heads, dim, f"{path}.NUM_HEADS[{i}]", f"{heads} heads", f"embed dim {dim}")
         for i, dim in enumerate(self.embed_dims[:7]):
-            _check(
-                dim % self.deformable_groups == 0,
-                f"{path}.DEFORMABLE_GROUPS",
-                f"{self.deformable_groups} groups do not divide stage {i + 1} embed dim {dim}",
-            )
-        _check(
-            0.0 <= self.mutual_attn_ratio <= 1.0,
-            f"{path}.MUTUAL_ATTN_RATIO",
-            f"must be in [0, 1], got {self.mutual_attn_ratio}",
-        )
+            what = f"stage {i + 1} embed dim {dim}"
+            g = self.deformable_groups
+            _divides(g, dim, f"{path}.DEFORMABLE_GROUPS", f"{g} groups", what)
         for g in self.indep_reconsts:
             _check(
                 7 <= g < len(d),
                 f"{path}.INDEP_RECONSTS",
                 f"entry {g} is not a stage-8 group (valid: 7-{len(d) - 1} for {len(d)} depths)",
             )
-        _check(
-            list(self.indep_reconsts) == sorted(set(self.indep_reconsts)),
-            f"{path}.INDEP_RECONSTS",
-            "must be strictly increasing without repeats",
-        )
-        _check(
-            0.0 <= self.drop_path_rate < 1.0,
-            f"{path}.DROP_PATH_RATE",
-            f"must be in [0, 1), got {self.drop_path_rate}",
-        )
-        self.fuse._validate(f"{path}.FUSE")
-        self.spike_tsa._validate(f"{path}.SPIKE_TSA")
         if not self.use_spike:
             return
+        h = self.fuse.heads
         for s in self.fuse.stages:
-            dim = self.embed_dims[s - 1]
-            _check(
-                dim % self.fuse.heads == 0,
-                f"{path}.FUSE.HEADS",
-                f"{self.fuse.heads} heads do not divide stage {s} embed dim {dim}",
-            )
+            what = f"stage {s} embed dim {self.embed_dims[s - 1]}"
+            _divides(h, self.embed_dims[s - 1], f"{path}.FUSE.HEADS", f"{h} heads", what)
+        h = self.spike_tsa.heads
         for scale in self.spike_scales():
-            dim = self.embed_dims[scale]
-            _check(
-                dim % self.spike_tsa.heads == 0,
-                f"{path}.SPIKE_TSA.HEADS",
-                f"{self.spike_tsa.heads} heads do not divide spike width {dim} "
-                f"(scale 1/{2**scale})",
-            )
+            what = f"spike width {self.embed_dims[scale]} (scale 1/{2**scale})"
+            _divides(h, self.embed_dims[scale], f"{path}.SPIKE_TSA.HEADS", f"{h} heads", what)
 
 
 @dataclass(frozen=True)
@@ -206,53 +217,24 @@ class TrainConfig:
     amp_enabled: bool = False
     amp_opt_level: Literal["O1"] = "O1"
     amp_dtype: Literal["auto", "float16", "bfloat16"] = "auto"
-    batch_size: int = 1
-    gradient_accumulation_steps: int = 1
+    batch_size: int = _bounded(1, ge=1)
+    gradient_accumulation_steps: int = _bounded(1, ge=1)
     use_checkpoint_attn: bool = False
     use_checkpoint_ffn: bool = False
-    lr: float = 1e-4
-    weight_decay: float = 1e-4
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
-    charbonnier_eps: float = 1e-6
-
-    def _validate(self, path: str) -> None:
-        _check(self.batch_size >= 1, f"{path}.BATCH_SIZE", f"must be >= 1, got {self.batch_size}")
-        _check(
-            self.gradient_accumulation_steps >= 1,
-            f"{path}.GRADIENT_ACCUMULATION_STEPS",
-            f"must be >= 1, got {self.gradient_accumulation_steps}",
-        )
-        _check(self.lr > 0, f"{path}.LR", f"must be > 0, got {self.lr}")
-        _check(
-            self.weight_decay >= 0, f"{path}.WEIGHT_DECAY", f"must be >= 0, got {self.weight_decay}"
-        )
-        for i, b in enumerate(self.betas):
-            _check(0.0 <= b < 1.0, f"{path}.BETAS[{i}]", f"must be in [0, 1), got {b}")
-        _check(self.grad_clip > 0, f"{path}.GRAD_CLIP", f"must be > 0, got {self.grad_clip}")
-        _check(
-            self.charbonnier_eps > 0,
-            f"{path}.CHARBONNIER_EPS",
-            f"must be > 0, got {self.charbonnier_eps}",
-        )
+    lr: float = _bounded(1e-4, gt=0)
+    weight_decay: float = _bounded(1e-4, ge=0)
+    betas: tuple[float, float] = _bounded((0.9, 0.99), ge=0.0, lt=1.0)
+    grad_clip: float = _bounded(1.0, gt=0)
+    charbonnier_eps: float = _bounded(1e-6, gt=0)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Clip geometry: RGB frames per clip, spike bins per frame, training crop."""
 
-    crop_size: int = 256
-    clip_len: int = 5
-    num_voxel_bins: int = 32
-
-    def _validate(self, path: str) -> None:
-        _check(self.crop_size >= 8, f"{path}.CROP_SIZE", f"must be >= 8, got {self.crop_size}")
-        _check(self.clip_len >= 1, f"{path}.CLIP_LEN", f"must be >= 1, got {self.clip_len}")
-        _check(
-            self.num_voxel_bins >= 1,
-            f"{path}.NUM_VOXEL_BINS",
-            f"must be >= 1, got {self.num_voxel_bins}",
-        )
+    crop_size: int = _bounded(256, ge=8)
+    clip_len: int = _bounded(5, ge=1)
+    num_voxel_bins: int = _bounded(32, ge=1)
 
 
 @dataclass(frozen=True)
@@ -264,9 +246,8 @@ class VRTSpikeConfig:
     data: DataConfig = field(default_factory=DataConfig)
 
     def __post_init__(self) -> None:
-        self.model._validate("MODEL")
-        self.train._validate("TRAIN")
-        self.data._validate("DATA")
+        _check_bounds(self, "")
+        self.model._rules("MODEL")
 
     # ---- dict / YAML -------------------------------------------------------------------------
     @classmethod
@@ -370,6 +351,22 @@ def _locate(d: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str, int | 
 def _check(ok: bool, path: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{path}: {message}")
+
+
+def _divides(divisor: int, value: int, path: str, what: str, of: str) -> None:
+    _check(value % divisor == 0, path, f"{what} do not divide {of}")
+
+
+def _check_bounds(obj: Any, path: str) -> None:
+    """Check every field's declared :class:`Bound`, depth first, in field order."""
+    for f in dataclasses.fields(obj):
+        value, where = getattr(obj, f.name), _join(path, f.name.upper())
+        if dataclasses.is_dataclass(value):
+            _check_bounds(value, where)
+        elif _BOUND in f.metadata:
+            problem = f.metadata[_BOUND].problem(value, where)
+            if problem:
+                raise ConfigError(problem)
 
 
 def _one_line(e: Exception) -> str:

@@ -23,7 +23,7 @@ import torch
 from einops import rearrange
 from torch import nn
 
-from model.chunking import apply_per_pixel, check_chunk_args
+from model.chunking import Chunking, apply_per_pixel
 from model.errors import ConfigError, VRTSpikeError
 from model.layers import GELUMlp
 from model.sdpa import attention
@@ -118,15 +118,10 @@ class SpikeTemporalSelfAttention(nn.Module):
     Args:
         dim: Channels C.
         heads: Attention heads (divide ``dim``).
-        chunk_size: Tile side in pixels (see :mod:`model.chunking`).
-        max_batch_tokens: Cap on ``B * pixels`` per attention call.
-        chunk_shape: ``"square"`` or ``"rows"``.
-        adaptive_chunk: Shrink tiles to honour the cap.
+        chunking: How the pixel grid is split into attention calls (:mod:`model.chunking`);
+            kept as the attribute ``chunking``, whose replacement changes latency and memory
+            only, never the output.
         mlp_ratio: FFN hidden width / ``dim`` (Linear-GELU-Linear, as the seed).
-
-    Attributes:
-        chunking: The four chunking keyword arguments of :func:`model.chunking.apply_per_pixel`;
-            replacing it changes latency and memory only, never the output.
     """
 
     def __init__(
@@ -134,20 +129,12 @@ class SpikeTemporalSelfAttention(nn.Module):
         *,
         dim: int,
         heads: int,
-        chunk_size: int,
-        max_batch_tokens: int,
-        chunk_shape: str,
-        adaptive_chunk: bool,
+        chunking: Chunking,
         mlp_ratio: float = 2.0,
     ) -> None:
         super().__init__()
         _check_heads(dim, heads)
-        self.chunking = check_chunk_args(
-            chunk_size=chunk_size,
-            max_batch_tokens=max_batch_tokens,
-            chunk_shape=chunk_shape,
-            adaptive_chunk=adaptive_chunk,
-        )
+        self.chunking = chunking
         self.dim = dim
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim)
@@ -160,7 +147,7 @@ class SpikeTemporalSelfAttention(nn.Module):
         """(B, T, H, W, C) -> (B, T, H, W, C), contiguous."""
         if x.ndim != 5 or x.shape[-1] != self.dim:
             raise SpikeShapeError(f"x must be (B, T, H, W, {self.dim}), got {tuple(x.shape)}")
-        return apply_per_pixel(self._block, (x,), **self.chunking)
+        return apply_per_pixel(self._block, (x,), self.chunking)
 
     def _block(self, x: torch.Tensor) -> torch.Tensor:
         """The whole block on one chunk: (B, T, h, w, C) -> (B, T, h, w, C)."""
@@ -185,15 +172,10 @@ class TemporalCrossAttentionFusion(nn.Module):
         dim: RGB channels C (queries, output).
         spike_dim: Spike channels C_s (keys/values).
         heads: Attention heads (divide ``dim``).
-        chunk_size: Tile side in pixels (see :mod:`model.chunking`).
-        max_batch_tokens: Cap on ``B * pixels`` per attention call.
-        chunk_shape: ``"square"`` or ``"rows"``.
-        adaptive_chunk: Shrink tiles to honour the cap.
+        chunking: How the pixel grid is split into attention calls (:mod:`model.chunking`);
+            kept as the attribute ``chunking``, whose replacement changes latency and memory
+            only, never the output.
         mlp_ratio: FFN hidden width / ``dim`` (Linear-GELU-Linear, as the seed).
-
-    Attributes:
-        chunking: The four chunking keyword arguments of :func:`model.chunking.apply_per_pixel`;
-            replacing it changes latency and memory only, never the output.
     """
 
     def __init__(
@@ -202,22 +184,14 @@ class TemporalCrossAttentionFusion(nn.Module):
         dim: int,
         spike_dim: int,
         heads: int,
-        chunk_size: int,
-        max_batch_tokens: int,
-        chunk_shape: str,
-        adaptive_chunk: bool,
+        chunking: Chunking,
         mlp_ratio: float = 2.0,
     ) -> None:
         super().__init__()
         _check_heads(dim, heads)
         if spike_dim < 1:
             raise ConfigError(f"spike_dim must be >= 1, got {spike_dim}")
-        self.chunking = check_chunk_args(
-            chunk_size=chunk_size,
-            max_batch_tokens=max_batch_tokens,
-            chunk_shape=chunk_shape,
-            adaptive_chunk=adaptive_chunk,
-        )
+        self.chunking = chunking
         self.dim = dim
         self.spike_dim = spike_dim
         self.heads = heads
@@ -250,7 +224,7 @@ class TemporalCrossAttentionFusion(nn.Module):
                 f"expected x (B, T, H, W, {self.dim}) and spike (B, T, H, W, {self.spike_dim}), "
                 f"got {tuple(x.shape)} and {tuple(spike.shape)}"
             )
-        return apply_per_pixel(self._block, (x, spike), **self.chunking)
+        return apply_per_pixel(self._block, (x, spike), self.chunking)
 
     def _block(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """The whole block on one chunk: (B, T, h, w, C), (B, T, h, w, C_s) -> (B, T, h, w, C)."""

@@ -118,10 +118,7 @@ class VRTSpike(nn.Module):
                     str(s): SpikeTemporalSelfAttention(
                         dim=dims[s],
                         heads=tsa.heads,
-                        chunk_size=tsa.chunk_size,
-                        max_batch_tokens=tsa.max_batch_tokens,
-                        chunk_shape=tsa.chunk_shape,
-                        adaptive_chunk=tsa.adaptive_chunk,
+                        chunking=tsa.chunking,
                         mlp_ratio=tsa.mlp_ratio,
                     )
                     for s in m.spike_scales()
@@ -133,10 +130,7 @@ class VRTSpike(nn.Module):
                         dim=dims[s - 1],
                         spike_dim=dims[stage_scale_index(s)],
                         heads=fz.heads,
-                        chunk_size=fz.chunk_size,
-                        max_batch_tokens=fz.max_batch_tokens,
-                        chunk_shape=fz.chunk_shape,
-                        adaptive_chunk=fz.adaptive_chunk,
+                        chunking=fz.chunking,
                         mlp_ratio=fz.mlp_ratio,
                     )
                     for s in self.fuse_stages

@@ -8,7 +8,7 @@ import pytest
 import torch
 from einops import rearrange
 
-from model.chunking import ChunkShapeError, apply_per_pixel, check_chunk_args, plan_chunks
+from model.chunking import Chunking, ChunkShapeError, apply_per_pixel
 from model.errors import ConfigError
 from model.spike import (
     SpikeEncoder,
@@ -48,13 +48,19 @@ CHUNKINGS = [
 
 
 def _tsa(**chunking: object) -> SpikeTemporalSelfAttention:
-    return SpikeTemporalSelfAttention(dim=DIM, heads=HEADS, **{**ONE_CALL, **chunking})
+    return SpikeTemporalSelfAttention(
+        dim=DIM, heads=HEADS, chunking=Chunking(**{**ONE_CALL, **chunking})
+    )
 
 
 def _fusion(**chunking: object) -> TemporalCrossAttentionFusion:
     return TemporalCrossAttentionFusion(
-        dim=DIM, spike_dim=SPIKE_DIM, heads=HEADS, **{**ONE_CALL, **chunking}
+        dim=DIM, spike_dim=SPIKE_DIM, heads=HEADS, chunking=Chunking(**{**ONE_CALL, **chunking})
     )
+
+
+def plan_chunks(batch: int, height: int, width: int, **chunking: object):  # noqa: ANN201
+    return Chunking(**chunking).plan(batch, height, width)
 
 
 def _inputs(h: int = H, w: int = W) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +130,7 @@ def test_single_call_uses_no_chunk_copies() -> None:
         seen.append(c)
         return c * 2
 
-    out = apply_per_pixel(fn, (x,), **ONE_CALL)
+    out = apply_per_pixel(fn, (x,), Chunking(**ONE_CALL))
     assert len(seen) == 1 and seen[0] is x
     torch.testing.assert_close(out, x * 2, rtol=0, atol=0)
 
@@ -140,7 +146,7 @@ def test_single_call_uses_no_chunk_copies() -> None:
 )
 def test_bad_chunk_args(kwargs: dict, word: str) -> None:
     with pytest.raises(ConfigError, match=word):
-        check_chunk_args(**{**ONE_CALL, **kwargs})
+        Chunking(**{**ONE_CALL, **kwargs})
     with pytest.raises(ConfigError, match=word):
         _tsa(**kwargs)
 
@@ -148,7 +154,7 @@ def test_bad_chunk_args(kwargs: dict, word: str) -> None:
 def test_shape_errors() -> None:
     x, s = _inputs()
     with pytest.raises(ConfigError, match="heads"):
-        SpikeTemporalSelfAttention(dim=10, heads=4, **ONE_CALL)
+        SpikeTemporalSelfAttention(dim=10, heads=4, chunking=Chunking(**ONE_CALL))
     with pytest.raises(SpikeShapeError):
         _fusion()(x, s[:, :, :-1])
     with pytest.raises(SpikeShapeError):
@@ -156,7 +162,7 @@ def test_shape_errors() -> None:
     with pytest.raises(SpikeShapeError):
         SpikeEncoder(in_bins=4, dims=(4, 4, 4, 4))(torch.zeros(1, 2, 3, 8, 8))
     with pytest.raises(ChunkShapeError):
-        apply_per_pixel(lambda a, b: a, (x, s[:, :2]), **ONE_CALL)
+        apply_per_pixel(lambda a, b: a, (x, s[:, :2]), Chunking(**ONE_CALL))
 
 
 # --- encoder -----------------------------------------------------------------------------------
@@ -208,7 +214,7 @@ def test_chunking_does_not_change_outputs(chunking: dict) -> None:
     tsa, fusion = _tsa(), _fusion()
     with torch.no_grad():
         ref_tsa, ref_fusion = tsa(x), fusion(x, s)
-        tsa.chunking, fusion.chunking = chunking, chunking
+        tsa.chunking = fusion.chunking = Chunking(**chunking)
         assert (tsa(x) - ref_tsa).abs().max().item() <= 1e-5
         assert (fusion(x, s) - ref_fusion).abs().max().item() <= 1e-5
 
@@ -262,19 +268,15 @@ def test_meta_device_forward_shapes() -> None:
         tsa = SpikeTemporalSelfAttention(
             dim=32,
             heads=4,
-            chunk_size=8,
-            max_batch_tokens=49152,
-            chunk_shape="square",
-            adaptive_chunk=True,
+            chunking=Chunking(chunk_size=8, max_batch_tokens=49152),
         )
         fusion = TemporalCrossAttentionFusion(
             dim=48,
             spike_dim=32,
             heads=4,
-            chunk_size=16,
-            max_batch_tokens=256,
-            chunk_shape="rows",
-            adaptive_chunk=False,
+            chunking=Chunking(
+                chunk_size=16, max_batch_tokens=256, chunk_shape="rows", adaptive_chunk=False
+            ),
         )
         feats = enc(torch.empty(1, 5, 32, 256, 256))
         spike = tsa(feats[3])
