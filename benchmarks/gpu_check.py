@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model import VRTSpike, load_preset  # noqa: E402
 from search.latency import measure_latency  # noqa: E402
-from search.train import resolve_amp_dtype  # noqa: E402
+from search.measure.device import resolve_amp_dtype  # noqa: E402
 
 
 def _say(results: dict, key: str, value: object) -> None:
@@ -112,7 +112,7 @@ def amp_training(results: dict) -> None:
     """A few fp16 (GradScaler) and bf16 training steps of the smoke proxy on CUDA."""
     from search.budgets import apply_budget, get_budget
     from search.data import load_synthetic
-    from search.train import train
+    from search.measure.train import train
 
     budget = get_budget("smoke")
     data = load_synthetic(budget.data_spec(0), cache_dir="/tmp/vrt_cache", crop=budget.crop_size)

@@ -38,9 +38,10 @@ import torch
 
 from model import VRTSpike, load_preset
 from search.budgets import Budget, apply_budget, get_budget
-from search.cost import count_cost
 from search.latency import measure_latency, tune_malloc
-from search.train import resolve_amp_dtype, train_model
+from search.measure.cost import count_cost
+from search.measure.device import resolve_amp_dtype
+from search.measure.train import train_model
 
 
 @dataclasses.dataclass

@@ -43,8 +43,8 @@ sys.path.insert(0, str(ROOT))
 import pg_server  # noqa: E402
 
 from search.budgets import get_budget  # noqa: E402
-from search.study import load_data  # noqa: E402
-from search.worker import tally  # noqa: E402
+from search.study.record import tally  # noqa: E402
+from search.study.runner import load_data  # noqa: E402
 
 
 def _workers(

@@ -25,8 +25,9 @@ import torch
 
 from model import VRTSpikeConfig
 from model.errors import VRTSpikeError
-from search.budgets import BUDGETS, Budget, apply_budget, get_budget
-from search.train import TrainDataError, TrainedModel, train_model
+from search.measure.budgets import BUDGETS, Budget, apply_budget, default_budget_name, get_budget
+from search.measure.device import parse_device
+from search.measure.train import TrainDataError, TrainedModel, train_model
 
 __all__ = ["main", "save_checkpoint", "load_checkpoint"]
 
@@ -89,23 +90,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _device(name: str | None) -> torch.device:
-    if name is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise TrainDataError(f"--device: {_one_line(err)}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise TrainDataError(f"--device {name}: CUDA is not available")
-    return device
-
-
 def _run(args: argparse.Namespace) -> str:
     from search.data import load_synthetic
 
-    device = _device(args.device)
-    budget = get_budget(args.budget or ("gpu" if device.type == "cuda" else "cpu"))
+    device = parse_device(args.device)
+    budget = get_budget(args.budget or default_budget_name(str(device)))
     cfg = apply_budget(VRTSpikeConfig.from_yaml(args.config), budget)
     init = load_checkpoint(args.init)["state_dict"] if args.init else None
     data = load_synthetic(budget.data_spec(args.data_seed), cache_dir=args.cache_dir)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from model import VRTSpike, load_preset
-from search.cost import count_cost
+from search.measure.cost import count_cost
 
 
 def test_params_match_a_real_instance_and_parts_add_up() -> None:

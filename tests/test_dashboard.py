@@ -20,18 +20,12 @@ import pytest
 from PIL import Image
 
 import run_study
-from search.charts import stage_profile_csv, stage_profile_png
-from search.dashboard import (
-    dashboard_app,
-    hv_figure_name,
-    hypervolume_history,
-    is_loopback,
-    publish_study,
-)
-from search.objective import PROFILE_SUFFIX, STRIP_SUFFIX
-from search.pareto import hypervolume_2d
-from search.storage import artifact_dir, open_storage
-from search.study import METRIC_NAMES
+from search.report.charts import stage_profile_csv, stage_profile_png
+from search.report.dashboard import dashboard_app, is_loopback, publish_study
+from search.report.pareto import hypervolume_2d
+from search.report.report import hypervolume_history
+from search.study.record import METRIC_NAMES, PROFILE_SUFFIX, STRIP_SUFFIX, hv_figure_name
+from search.study.storage import StorageURL
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # number: (latency_ms, psnr_db, latency constraint value (<= 0 feasible), reference)
@@ -47,7 +41,7 @@ STAGES = {"flow": 3.0, "stage1": 10.0, "stage8": 4.0, "fusion1": 2.0, "other": 1
 def make_study(root: Path) -> tuple[str, optuna.Study]:
     """A finished study with per-trial artifacts, hypervolume figure and note (see module doc)."""
     url = f"sqlite:///{root / 'studies' / 'dash.db'}"
-    storage = open_storage(url, create=True)
+    storage = StorageURL.parse(url).open(create=True)
     study = optuna.create_study(
         storage=storage, study_name="dash", directions=["minimize", "maximize"]
     )
@@ -55,7 +49,7 @@ def make_study(root: Path) -> tuple[str, optuna.Study]:
     study.set_user_attr("space", "tiny")
     study.set_user_attr("budget", "smoke")
     study.set_user_attr("references", {"baseline": "enqueued", "scheme_a": "enqueued"})
-    artifacts = artifact_dir(url)
+    artifacts = StorageURL.parse(url).artifact_dir()
     artifacts.mkdir(parents=True, exist_ok=True)
     store = optuna.artifacts.FileSystemArtifactStore(str(artifacts))
     dist = {"MODEL.WINDOW_SIZE": optuna.distributions.IntDistribution(3, 8)}
@@ -116,7 +110,7 @@ def get_json(app: Any, path: str) -> Any:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, optuna.Study, dict[str, Any]]:
     url, study = make_study(tmp_path_factory.mktemp("dash"))
-    app = dashboard_app(url)
+    app = dashboard_app(StorageURL.parse(url))
     summaries = get_json(app, "/api/studies")["study_summaries"]
     (summary,) = [s for s in summaries if s["study_name"] == "dash"]
     return app, study, get_json(app, f"/api/studies/{summary['study_id']}")
@@ -200,7 +194,7 @@ def test_hypervolume_history_values(served: tuple[Any, optuna.Study, Any]) -> No
 
 def test_publish_is_idempotent(tmp_path: Path) -> None:
     url, study = make_study(tmp_path)
-    store = optuna.artifacts.FileSystemArtifactStore(str(artifact_dir(url)))
+    store = optuna.artifacts.FileSystemArtifactStore(str(StorageURL.parse(url).artifact_dir()))
     publish_study(study, store)  # nothing new: no second figure
     metas = optuna.artifacts.get_all_artifact_meta(study)
     assert [m.filename for m in metas] == ["hypervolume_4trials.png"]

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from search.dashboard import serve
-from search.objective import PROFILE_SUFFIX, STRIP_SUFFIX
+from search.report.dashboard import serve
+from search.study.record import PROFILE_SUFFIX, STRIP_SUFFIX
+from search.study.storage import StorageURL
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
@@ -47,7 +48,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, i
 
     root = tmp_path_factory.mktemp("browser")
     url, study = make_study(root)
-    server = serve(url, host="127.0.0.1", port=0)
+    server = serve(StorageURL.parse(url), host="127.0.0.1", port=0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

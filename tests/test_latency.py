@@ -19,7 +19,6 @@ from search.latency import (
     summarize_samples,
     tune_malloc,
 )
-from search.train import resolve_amp_dtype
 
 Timer = Callable[[str], contextlib.AbstractContextManager[None]]
 
@@ -96,16 +95,6 @@ def test_persistently_noisy_is_flagged_and_best_block_kept() -> None:
     assert attempts == 3 and noisy
     assert stats.cv == pytest.approx(summarize_samples(stats.samples_ms).cv)
     assert 0.01 < stats.cv < 0.5  # the quietest of the three blocks
-
-
-def test_resolve_amp_dtype() -> None:
-    assert resolve_amp_dtype(False, "auto", "cpu") is None
-    assert resolve_amp_dtype(True, "auto", "cpu") is torch.bfloat16
-    assert resolve_amp_dtype(True, "float16", "cpu") is torch.bfloat16
-    assert resolve_amp_dtype(True, "auto", "cuda") is torch.float16
-    assert resolve_amp_dtype(True, "bfloat16", "cuda") is torch.bfloat16
-    with pytest.raises(ValueError, match="AMP dtype"):
-        resolve_amp_dtype(True, "int8", "cpu")
 
 
 def test_tune_malloc_is_idempotent() -> None:

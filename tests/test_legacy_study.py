@@ -53,10 +53,12 @@ def test_legacy_study_exports(legacy: str, tmp_path: Path) -> None:
 
 
 def test_legacy_study_opens_in_the_dashboard(legacy: str) -> None:
-    from search.dashboard import dashboard_app, publish_all
+    from search.report.dashboard import dashboard_app, publish_all
+    from search.study.storage import StorageURL
 
-    assert publish_all(legacy) == ["legacy"]
-    app = dashboard_app(legacy)
+    storage = StorageURL.parse(legacy)
+    assert publish_all(storage) == ["legacy"]
+    app = dashboard_app(storage)
     (summary,) = get_json(app, "/api/studies")["study_summaries"]
     detail: dict[str, Any] = get_json(app, f"/api/studies/{summary['study_id']}")
     assert detail["objective_names"] == ["latency_ms", "psnr_db"]

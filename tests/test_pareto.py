@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from optuna._hypervolume import compute_hypervolume
 
-from search.pareto import SelectionError, hypervolume_2d, knee_index, non_dominated, select_index
+from search.report.pareto import (
+    SelectionError,
+    hypervolume_2d,
+    knee_index,
+    non_dominated,
+    select_index,
+)
 
 FRONT = [(100.0, 30.0), (150.0, 31.8), (300.0, 32.1), (50.0, 25.0)]
 

@@ -18,7 +18,7 @@ import yaml
 from optuna.trial import FrozenTrial, TrialState
 from PIL import Image
 
-from search.worker import tally
+from search.study.record import tally
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = str(ROOT / "tests" / "data" / "space_tiny.yaml")

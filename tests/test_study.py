@@ -12,9 +12,9 @@ import yaml
 import run_study
 from model import VRTSpikeConfig, load_preset
 from search.budgets import get_budget
-from search.objective import Objective, accuracy_key
 from search.space import load_space
-from search.study import REFERENCES, _enqueue_references, load_data
+from search.study.objective import Objective, accuracy_key
+from search.study.runner import REFERENCES, _enqueue_references, load_data
 
 DATA = Path(__file__).parent / "data"
 SPACE = str(DATA / "space_tiny.yaml")
@@ -191,7 +191,7 @@ def test_malformed_space_file_and_missing_study(
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "gp", "random"])
 def test_every_sampler_runs_a_two_objective_study(name: str) -> None:
-    from search.study import make_sampler
+    from search.study.runner import make_sampler
 
     sampler = make_sampler(name, seed=0, n_trials=10)
     study = optuna.create_study(directions=["minimize", "maximize"], sampler=sampler)

@@ -13,12 +13,11 @@ import torch
 from model import VRTSpikeConfig, load_preset
 from model.errors import ConfigError
 from search.budgets import BUDGETS, apply_budget, get_budget, scale_widths
-from search.train import (
+from search.measure.train import (
     NonFiniteLossError,
     TrainDataError,
     charbonnier,
     lr_factor,
-    resolve_amp_dtype,
     train,
     train_model,
 )
@@ -98,16 +97,6 @@ def test_lr_schedule_and_loss_closed_forms() -> None:
     assert lr_factor(20, warmup=4, total=20) == pytest.approx(0.0)
     a, b = torch.zeros(2, 3, 4, 4), torch.full((2, 3, 4, 4), 0.3)
     assert float(charbonnier(a, b, 1e-6)) == pytest.approx(math.sqrt(0.09 + 1e-6))
-
-
-def test_resolve_amp_dtype() -> None:
-    assert resolve_amp_dtype(False, "auto", "cpu") is None
-    assert resolve_amp_dtype(True, "auto", "cpu") is torch.bfloat16
-    assert resolve_amp_dtype(True, "float16", "cpu") is torch.bfloat16
-    assert resolve_amp_dtype(True, "auto", "cuda") is torch.float16
-    assert resolve_amp_dtype(True, "bfloat16", "cuda") is torch.bfloat16
-    with pytest.raises(ValueError, match="AMP dtype"):
-        resolve_amp_dtype(True, "int8", "cpu")
 
 
 # ---- training ----------------------------------------------------------------------------------

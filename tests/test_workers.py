@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
 import signal
@@ -19,9 +18,12 @@ from optuna.trial import TrialState
 
 import run_study
 from model.errors import VRTSpikeError
-from search.locks import DeviceLock, LockError, StorageGate, single_worker_lock
-from search.storage import open_storage
-from search.worker import heartbeat_interval, requeue, run_worker, tally
+from search.measure.device import parse_device
+from search.study import launch
+from search.study.locks import DeviceLock, LockError, StorageGate, single_worker_lock
+from search.study.record import tally
+from search.study.storage import StorageURL
+from search.study.worker import RetryLostTrial, heartbeat_interval, requeue, run_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = str(ROOT / "tests" / "data" / "space_tiny.yaml")
@@ -71,7 +73,7 @@ def test_tally_counts_retried_failures_once() -> None:
 def test_run_worker_reaches_the_total_and_never_overshoots(tmp_path: Path, locks: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
     study = _study(url)
-    gate = StorageGate(url)
+    gate = StorageGate(StorageURL.parse(url))
     seen: list[int] = []
 
     def objective(trial: optuna.Trial) -> tuple[float, float]:
@@ -95,7 +97,9 @@ def test_caught_exception_fails_the_trial_with_its_reason(tmp_path: Path, locks:
     def objective(trial: optuna.Trial) -> tuple[float, float]:
         raise MemoryError("too big")
 
-    run_worker(study, objective, total=2, gate=StorageGate(url), catch=(MemoryError,))
+    run_worker(
+        study, objective, total=2, gate=StorageGate(StorageURL.parse(url)), catch=(MemoryError,)
+    )
     assert [t.state for t in study.trials] == [TrialState.FAIL] * 2
     assert study.trials[0].user_attrs["fail_reason"] == "MemoryError: too big"
 
@@ -108,7 +112,7 @@ def test_uncaught_exception_fails_the_trial_and_propagates(tmp_path: Path, locks
         raise ValueError("bug")
 
     with pytest.raises(ValueError, match="bug"):
-        run_worker(study, objective, total=2, gate=StorageGate(url))
+        run_worker(study, objective, total=2, gate=StorageGate(StorageURL.parse(url)))
     assert study.trials[0].state == TrialState.FAIL
     assert study.trials[0].user_attrs["fail_reason"] == "ValueError: bug"
 
@@ -125,7 +129,7 @@ def test_keyboard_interrupt_fails_and_requeues_the_running_trial(
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_worker(study, objective, total=3, gate=StorageGate(url))
+        run_worker(study, objective, total=3, gate=StorageGate(StorageURL.parse(url)))
     first, retry = study.trials
     assert first.state == TrialState.FAIL
     assert first.user_attrs["fail_reason"].startswith("interrupted (Ctrl-C) in worker ")
@@ -140,7 +144,7 @@ def test_keyboard_interrupt_fails_and_requeues_the_running_trial(
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the ask below
 def test_a_lost_trial_is_failed_and_retried_by_the_next_worker(tmp_path: Path, locks: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    storage = open_storage(url, create=True, heartbeat=1)  # grace period 3 s
+    storage = StorageURL.parse(url).open(create=True, heartbeat=1, on_lost=RetryLostTrial(2))
     study = optuna.create_study(directions=["minimize", "maximize"], storage=storage)
     lost = study.ask()  # a worker that started a trial, beat once, and died
     lost.suggest_float("x", 0, 1)
@@ -152,7 +156,7 @@ def test_a_lost_trial_is_failed_and_retried_by_the_next_worker(tmp_path: Path, l
         x = trial.suggest_float("x", 0, 1)
         return x, 1 - x
 
-    assert run_worker(study, objective, total=2, gate=StorageGate(url)) == 2
+    assert run_worker(study, objective, total=2, gate=StorageGate(StorageURL.parse(url))) == 2
     dead, *rest = study.trials
     (retry,) = [t for t in rest if t.user_attrs.get("retry_of") == 0]
     (other,) = [t for t in rest if t.number != retry.number]
@@ -166,7 +170,7 @@ def test_a_lost_trial_is_failed_and_retried_by_the_next_worker(tmp_path: Path, l
 
 def test_heartbeats_are_recorded_while_a_trial_runs(tmp_path: Path, locks: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"
-    storage = open_storage(url, create=True, heartbeat=1)
+    storage = StorageURL.parse(url).open(create=True, heartbeat=1)
     study = optuna.create_study(directions=["minimize", "maximize"], storage=storage)
     assert heartbeat_interval(study._storage) == 1  # through Optuna's cache wrapper
     beats: list[bool] = []
@@ -177,7 +181,7 @@ def test_heartbeats_are_recorded_while_a_trial_runs(tmp_path: Path, locks: Path)
         beats.append(study.trials[trial.number].state == TrialState.RUNNING)
         return 0.0, 0.0
 
-    run_worker(study, objective, total=1, gate=StorageGate(url))
+    run_worker(study, objective, total=1, gate=StorageGate(StorageURL.parse(url)))
     assert beats == [True] and study.trials[0].state == TrialState.COMPLETE
 
 
@@ -212,12 +216,12 @@ def test_device_lock_exclusive_waits_for_shared_holders(tmp_path: Path) -> None:
 def test_second_worker_on_one_sqlite_file_is_refused(tmp_path: Path, locks: Path) -> None:
     db = tmp_path / "s.db"
     with (
-        single_worker_lock(db, shown_url="sqlite:///s.db"),
+        single_worker_lock(StorageURL.parse(f"sqlite:///{db}")),
         pytest.raises(LockError, match="PostgreSQL"),
-        single_worker_lock(db, shown_url="sqlite:///s.db"),
+        single_worker_lock(StorageURL.parse(f"sqlite:///{db}")),
     ):
         pass
-    with single_worker_lock(db, shown_url="sqlite:///s.db"):  # free again
+    with single_worker_lock(StorageURL.parse(f"sqlite:///{db}")):  # free again
         pass
 
 
@@ -226,7 +230,7 @@ def test_cli_refuses_a_second_sqlite_worker_and_sqlite_workers(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     db = tmp_path / "studies" / "vrt_spike.db"
-    with single_worker_lock(db, shown_url="x"):
+    with single_worker_lock(StorageURL.parse(f"sqlite:///{db}")):
         assert run_study.main(["--space", SPACE, "--budget", "smoke", "--trials", "2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "PostgreSQL" in err and "another worker" in err
@@ -302,7 +306,7 @@ def test_journal_workers_share_a_study_and_recover_a_killed_one(tmp_path: Path) 
     def running() -> list[optuna.trial.FrozenTrial]:
         if not log.exists():
             return []
-        storage = open_storage(url, create=False)
+        storage = StorageURL.parse(url).open(create=False)
         try:
             study = optuna.load_study(study_name="j", storage=storage)
         except KeyError:
@@ -315,7 +319,7 @@ def test_journal_workers_share_a_study_and_recover_a_killed_one(tmp_path: Path) 
     os.kill(int(victim.user_attrs["worker"].rsplit(":", 1)[1]), signal.SIGKILL)
     out, err = parent.communicate(timeout=600)
     assert parent.returncode == 1 and b"exit -9" in err, err.decode()[-2000:]
-    study = optuna.load_study(study_name="j", storage=open_storage(url, create=False))
+    study = optuna.load_study(study_name="j", storage=StorageURL.parse(url).open(create=False))
     t = tally(study.trials)
     assert (t.counted, t.running, t.waiting, t.retried) == (4, 0, 0, 1)
     assert study.trials[victim.number].state == TrialState.FAIL
@@ -342,11 +346,10 @@ def test_workers_are_spread_over_the_visible_gpus(
 ) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: gpus > 0)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: gpus)
-    args = argparse.Namespace(workers=workers, device=device)
-    assert run_study._worker_devices(args) == expected
+    assert launch.worker_devices(workers, str(parse_device(device))) == expected
 
 
 def test_workers_without_a_gpu_need_a_number(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(VRTSpikeError, match="no GPU is visible"):
-        run_study._worker_devices(argparse.Namespace(workers="gpus", device="auto"))
+        launch.worker_devices("gpus", str(parse_device("auto")))

@@ -1,6 +1,6 @@
 """The short-budget trainer: one config, one budget, fixed seeds, validation PSNR/SSIM.
 
-Recipe (DESIGN.md, "Training and measurement"): AdamW with the config's lr / betas / weight decay,
+Recipe: AdamW with the config's lr / betas / weight decay,
 linear warm-up then cosine decay to zero over the budget's steps, Charbonnier loss
 ``mean(sqrt((restored - sharp)^2 + eps))`` (eps added under the root, as KAIR's
 ``CharbonnierLoss``), gradient clipping by norm, gradient accumulation, AMP when the config
@@ -32,12 +32,13 @@ from torch import nn
 
 from model import VRTSpike, VRTSpikeConfig
 from model.errors import VRTSpikeError
-from search.budgets import Budget
-from search.latency import PeakStorage
-from search.metrics import psnr, ssim
+from search.measure.budgets import Budget
+from search.measure.device import amp_name, autocast, config_amp, synchronize
+from search.measure.latency import PeakStorage
+from search.measure.metrics import psnr, ssim
 
 __all__ = ["NonFiniteLossError", "TrainDataError", "TrainResult", "TrainedModel", "charbonnier"]
-__all__ += ["evaluate", "lr_factor", "resolve_amp_dtype", "train", "train_model"]
+__all__ += ["evaluate", "lr_factor", "train", "train_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,27 +140,6 @@ def lr_factor(step: int, *, warmup: int, total: int) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
-def resolve_amp_dtype(
-    enabled: bool, dtype_name: str, device: torch.device | str
-) -> torch.dtype | None:
-    """The autocast dtype a config asks for on a device (None = full precision).
-
-    ``auto`` is fp16 on CUDA and bf16 elsewhere; CPU always runs bf16 (fp16 autocast on CPU is
-    slow and not what the project measures), and a request for fp16 there is logged.
-    """
-    if not enabled:
-        return None
-    kind = torch.device(device).type
-    name = dtype_name.lower()
-    if name not in ("auto", "float16", "bfloat16"):
-        raise ValueError(f"unknown AMP dtype {dtype_name!r}: expected auto, float16 or bfloat16")
-    if kind != "cuda":
-        if name == "float16":
-            logger.info("AMP float16 requested on %s: using bfloat16", kind)
-        return torch.bfloat16
-    return torch.bfloat16 if name == "bfloat16" else torch.float16
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -192,12 +172,6 @@ def _batches(clips: Any, *, batch: int, seed: int) -> Iterator[dict[str, torch.T
             yield {key: torch.stack([it[key] for it in items]) for key in items[0]}
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def evaluate(
     model: nn.Module,
     clips: _Clips,
@@ -218,7 +192,7 @@ def evaluate(
     scores: dict[str, list[float]] = collections.defaultdict(list)
     preview: dict[str, torch.Tensor] = {}
     try:
-        with torch.inference_mode(), _autocast(device, amp):
+        with torch.inference_mode(), autocast(device, amp):
             for i in range(min(num_clips, len(clips))):
                 item = clips[i]
                 blurry, sharp = item["blurry"], item["sharp"]  # (T, 3, H, W)
@@ -250,7 +224,7 @@ def _step(
     accum, total = tr.gradient_accumulation_steps, 0.0
     for _ in range(accum):
         batch = next(batches)
-        with _autocast(device, amp):
+        with autocast(device, amp):
             out = model(batch["blurry"].to(device), batch["spike"].to(device))  # (B, T, 3, H, W)
         loss = charbonnier(out, batch["sharp"].to(device), tr.charbonnier_eps)
         value = float(loss.detach())
@@ -282,6 +256,83 @@ def _cudnn_deterministic(device: torch.device) -> Iterator[None]:
         cudnn.deterministic, cudnn.benchmark = old
 
 
+@dataclass
+class _Session:
+    """Everything one training run holds between its set-up, its steps and its evaluation."""
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+    batches: Iterator[dict[str, torch.Tensor]]
+    amp: torch.dtype | None
+    device: torch.device
+
+
+def _prepare(
+    cfg: VRTSpikeConfig,
+    budget: Budget,
+    data: _Splits,
+    *,
+    device: torch.device,
+    seed: int,
+    init_state: Mapping[str, torch.Tensor] | None,
+) -> _Session:
+    """Check the data against the config, seed, build the model, optimiser and batches."""
+    tr = cfg.train
+    _check_data(cfg, data.train, "training")
+    _check_data(cfg, data.val, "validation")
+    train_clips = data.train
+    if hasattr(train_clips, "with_crop"):
+        h, w = train_clips.frame_size
+        if cfg.data.crop_size > min(h, w):
+            raise TrainDataError(f"DATA.CROP_SIZE {cfg.data.crop_size} exceeds the {h}x{w} frames")
+        train_clips = train_clips.with_crop(cfg.data.crop_size)
+    amp = config_amp(cfg, device)
+    _seed_everything(seed)
+    model = VRTSpike(cfg)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    model.to(device).train()
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=tr.lr, betas=tr.betas, weight_decay=tr.weight_decay
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, warmup=budget.warmup_steps, total=budget.steps)
+    )
+    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10) if amp is torch.float16 else None
+    batches = _batches(train_clips, batch=tr.batch_size, seed=seed)
+    return _Session(model, opt, sched, scaler, batches, amp, device)
+
+
+def _run_steps(s: _Session, cfg: VRTSpikeConfig, steps: int) -> tuple[list[float], float, float]:
+    """Run the optimiser steps; returns (loss per step, seconds, peak memory in MiB).
+
+    Peak memory: the CUDA allocator's peak over the run, or on the CPU the parameters plus the
+    peak of live tensors during the first step (activations, gradients, optimiser state).
+    """
+    cuda = s.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(s.device)
+    tracker = None if cuda else PeakStorage()
+    curve: list[float] = []
+    t0 = time.perf_counter()
+    with _cudnn_deterministic(s.device):
+        for step in range(steps):
+            watch = tracker if step == 0 and tracker is not None else contextlib.nullcontext()
+            with watch:
+                curve.append(
+                    _step(s.model, s.opt, s.scaler, s.batches, cfg=cfg, amp=s.amp, step=step)
+                )
+            s.sched.step()
+    synchronize(s.device)
+    seconds = time.perf_counter() - t0
+    if tracker is None:
+        return curve, seconds, torch.cuda.max_memory_allocated(s.device) / 2**20
+    held = sum(p.numel() * p.element_size() for p in s.model.parameters())
+    return curve, seconds, (held + tracker.peak) / 2**20
+
+
 def train_model(
     cfg: VRTSpikeConfig,
     budget: Budget,
@@ -293,8 +344,8 @@ def train_model(
 ) -> TrainedModel:
     """Train ``VRTSpike(cfg)`` for the budget's steps and evaluate it.
 
-    ``cfg`` is used as given (apply :func:`~search.budgets.apply_budget` first); the budget
-    supplies steps, warm-up and the number of validation clips. Batch, crop, gradient
+    ``cfg`` is used as given (apply :func:`~search.measure.budgets.apply_budget` first); the
+    budget supplies steps, warm-up and the number of validation clips. Batch, crop, gradient
     accumulation and the optimiser settings come from ``cfg``.
 
     Args:
@@ -306,80 +357,33 @@ def train_model(
         seed: Seeds weights, batch order and augmentation.
         init_state: Optional state dict to start from (continuing a checkpoint).
 
-    Returns:
-        The :class:`TrainedModel`.
-
     Raises:
         NonFiniteLossError: the loss became NaN/inf (message: step and value).
         TrainDataError: the data does not fit the configuration.
     """
     device = torch.device(device)
-    tr = cfg.train
-    _check_data(cfg, data.train, "training")
-    _check_data(cfg, data.val, "validation")
-    train_clips = data.train
-    if hasattr(train_clips, "with_crop"):
-        h, w = train_clips.frame_size
-        if cfg.data.crop_size > min(h, w):
-            raise TrainDataError(f"DATA.CROP_SIZE {cfg.data.crop_size} exceeds the {h}x{w} frames")
-        train_clips = train_clips.with_crop(cfg.data.crop_size)
-    amp = resolve_amp_dtype(tr.amp_enabled, tr.amp_dtype, device)
-
-    _seed_everything(seed)
-    model = VRTSpike(cfg)
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    model.to(device).train()
-    params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(
-        model.parameters(), lr=tr.lr, betas=tr.betas, weight_decay=tr.weight_decay
-    )
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, warmup=budget.warmup_steps, total=budget.steps)
-    )
-    scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10) if amp is torch.float16 else None
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    batches = _batches(train_clips, batch=tr.batch_size, seed=seed)
-    curve: list[float] = []
-    tracker = None if device.type == "cuda" else PeakStorage()
-    t0 = time.perf_counter()
-    with _cudnn_deterministic(device):
-        for step in range(budget.steps):
-            watch = tracker if step == 0 and tracker is not None else contextlib.nullcontext()
-            with watch:  # CPU memory: the first step (activations, gradients, optimiser state)
-                curve.append(_step(model, opt, scaler, batches, cfg=cfg, amp=amp, step=step))
-            sched.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    train_s = time.perf_counter() - t0
-    if tracker is None:
-        peak, peak_kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_allocated"
-    else:
-        held = sum(p.numel() * p.element_size() for p in model.parameters())
-        peak, peak_kind = (held + tracker.peak) / 2**20, "cpu_tensors"
-
+    s = _prepare(cfg, budget, data, device=device, seed=seed, init_state=init_state)
+    curve, train_s, peak = _run_steps(s, cfg, budget.steps)
     t1 = time.perf_counter()
     scores, preview = evaluate(
-        model, data.val, device=device, amp=amp, num_clips=budget.num_val_clips
+        s.model, data.val, device=device, amp=s.amp, num_clips=budget.num_val_clips
     )
-    eval_s = time.perf_counter() - t1
-    model.eval()
+    tr = cfg.train
     result = TrainResult(
         **scores,
         loss_curve=tuple(curve),
         steps=budget.steps,
         samples_per_s=budget.steps * tr.gradient_accumulation_steps * tr.batch_size / train_s,
         train_seconds=train_s,
-        eval_seconds=eval_s,
+        eval_seconds=time.perf_counter() - t1,
         peak_mem_mb=peak,
-        peak_mem_kind=peak_kind,
+        peak_mem_kind="cuda_allocated" if device.type == "cuda" else "cpu_tensors",
         device=str(device),
-        amp=None if amp is None else str(amp).removeprefix("torch."),
+        amp=amp_name(s.amp),
         seed=seed,
         budget=budget.name,
         val_clips=min(budget.num_val_clips, len(data.val)),
-        params=params,
+        params=sum(p.numel() for p in s.model.parameters()),
     )
     logger.info(
         "trained %d steps in %.1f s: PSNR %.2f dB (input %.2f), SSIM %.4f",
@@ -389,7 +393,7 @@ def train_model(
         result.input_psnr_db,
         result.ssim,
     )
-    return TrainedModel(model=model, result=result, preview=preview)
+    return TrainedModel(model=s.model.eval(), result=result, preview=preview)
 
 
 def train(

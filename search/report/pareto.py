@@ -16,6 +16,7 @@ __all__ = [
     "Policy",
     "POLICIES",
     "SelectionError",
+    "dominates",
     "non_dominated",
     "hypervolume_2d",
     "knee_index",
@@ -31,13 +32,14 @@ class SelectionError(VRTSpikeError):
     """No point satisfies the export policy (or the front is empty)."""
 
 
-def _dominates(a: Point, b: Point) -> bool:
+def dominates(a: Point, b: Point) -> bool:
+    """True when ``a`` is at least as good as ``b`` in both objectives and better in one."""
     return a[0] <= b[0] and a[1] >= b[1] and (a[0] < b[0] or a[1] > b[1])
 
 
 def non_dominated(points: Sequence[Point]) -> list[int]:
     """Indices of the points no other point dominates, sorted by latency."""
-    keep = [i for i, p in enumerate(points) if not any(_dominates(q, p) for q in points)]
+    keep = [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)]
     return sorted(keep, key=lambda i: (points[i][0], -points[i][1]))
 
 

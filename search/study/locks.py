@@ -38,6 +38,8 @@ import sqlalchemy
 from sqlalchemy.pool import NullPool
 
 from model.errors import VRTSpikeError
+from search.measure.device import device_key
+from search.study.storage import StorageURL
 
 __all__ = ["LockError", "StorageGate", "DeviceLock", "lock_dir", "single_worker_lock"]
 
@@ -87,34 +89,17 @@ class StorageGate:
     """Mutex shared by every worker of a storage's studies (see the module docstring).
 
     Args:
-        url: The storage URL (``postgresql``, ``sqlite`` or ``journal``).
-
-    Raises:
-        LockError: a storage backend with no lock implemented here.
+        storage: The study storage.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, storage: StorageURL) -> None:
         self._key = _advisory_key("vrt-spike:storage-gate")
         self._engine: sqlalchemy.Engine | None = None
         self._path: Path | None = None
-        if url.startswith("journal:"):
-            self.backend = "journal"
-            log = Path(url.removeprefix("journal:").removeprefix("//")).resolve()
-            self._path = _host_lock_path("journal", str(log))
-            return
-        parsed = sqlalchemy.engine.make_url(url)
-        self.backend = parsed.get_backend_name()
-        if self.backend == "postgresql":
-            self._engine = sqlalchemy.create_engine(url, poolclass=NullPool)
-        elif self.backend == "sqlite":
-            db = parsed.database
-            if db and db != ":memory:":
-                self._path = _host_lock_path("storage", str(Path(db).resolve()))
+        if storage.backend == "postgresql":
+            self._engine = sqlalchemy.create_engine(storage.text, poolclass=NullPool)
         else:
-            raise LockError(
-                f"storage backend {self.backend!r} is not supported for studies "
-                "(use PostgreSQL for several workers, SQLite for one)"
-            )
+            self._path = _host_lock_path("gate", storage.lock_name)
 
     @contextlib.contextmanager
     def hold(self) -> Iterator[None]:
@@ -126,32 +111,15 @@ class StorageGate:
                     yield
                 finally:
                     conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
-        elif self._path is not None:
+        else:
+            assert self._path is not None
             with _flock(self._path, fcntl.LOCK_EX):
                 yield
-        else:  # in-memory SQLite: one process by construction
-            yield
 
     def close(self) -> None:
         """Release the gate's connection pool."""
         if self._engine is not None:
             self._engine.dispose()
-
-
-def _device_key(device: str) -> str:
-    """File-name key of a device: ``cpu`` or the GPU's UUID (stable under CUDA_VISIBLE_DEVICES)."""
-    if device.startswith("cuda"):
-        import torch
-
-        index = torch.device(device).index
-        props = torch.cuda.get_device_properties(
-            torch.cuda.current_device() if index is None else index
-        )
-        uuid = getattr(props, "uuid", None)
-        if uuid is not None:
-            return f"gpu-{uuid}"
-        return f"cuda{index or 0}"
-    return "cpu"
 
 
 class DeviceLock:
@@ -164,7 +132,7 @@ class DeviceLock:
 
     def __init__(self, device: str, *, folder: Path | None = None) -> None:
         base = folder or lock_dir()
-        key = re.sub(r"[^A-Za-z0-9_.-]", "_", _device_key(device))
+        key = re.sub(r"[^A-Za-z0-9_.-]", "_", device_key(device))
         self.name = key
         self._rw = base / f"device-{key}.lock"
         self._turnstile = base / f"device-{key}.turnstile"
@@ -219,20 +187,24 @@ class DeviceLock:
 
 
 @contextlib.contextmanager
-def single_worker_lock(db_path: Path, *, shown_url: str) -> Iterator[None]:
-    """Hold a SQLite study database for one worker process; refuse a second one.
+def single_worker_lock(storage: StorageURL) -> Iterator[None]:
+    """Hold a SQLite study database for one worker process; refuse a second one (any other
+    storage needs no such lock: the block just runs).
 
     Raises:
         LockError: another process already runs a study on this file. The message names the
             storages that serve several workers.
     """
-    path = _host_lock_path("sqlite", str(db_path.resolve()))
+    if storage.backend != "sqlite":
+        yield
+        return
+    path = _host_lock_path("sqlite", storage.lock_name)
     with open(path, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockError(
-                f"{shown_url} is already used by another worker process; {SEVERAL_WORKERS}"
+                f"{storage.redacted} is already used by another worker process; {SEVERAL_WORKERS}"
             ) from None
         try:
             yield

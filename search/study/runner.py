@@ -2,16 +2,16 @@
 
 Every study records the budget and space it was run with and refuses to mix either. The guide's
 baseline, scheme A and scheme B are enqueued once, before any sampled trial, where the space can
-express them (the study's ``references`` attribute says which were skipped and why).
+express them (the study's ``references`` record says which were skipped and why).
 
 Several workers (processes on one or many machines) may run the same study on PostgreSQL; see
-:mod:`search.worker` for how they share it and :mod:`search.locks` for the locks. SQLite serves
-one worker process at a time; a second one is refused with a message naming PostgreSQL.
+:mod:`search.study.worker` for how they share it and :mod:`search.study.locks` for the locks.
+SQLite serves one worker process at a time; a second one is refused with a message naming
+PostgreSQL.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 from collections.abc import Callable
@@ -23,58 +23,23 @@ import optuna
 import torch
 
 from model import load_preset
-from model.errors import VRTSpikeError
-from search.budgets import Budget
-from search.locks import DeviceLock, StorageGate, single_worker_lock
-from search.objective import Objective
-from search.space import SearchSpace
-from search.storage import (
-    artifact_dir,
-    check_storage,
-    open_storage,
-    redact_url,
-    sqlite_path,
-)
-from search.train import NonFiniteLossError
-from search.worker import run_worker
+from search.measure.budgets import Budget
+from search.measure.train import NonFiniteLossError
+from search.study import record
+from search.study.artifacts import TrialArtifacts
+from search.study.locks import DeviceLock, StorageGate, single_worker_lock
+from search.study.objective import Limits, Objective
+from search.study.record import DIRECTIONS, METRIC_NAMES, StudyRecord
+from search.study.space import SearchSpace
+from search.study.storage import StorageURL, StudyError
+from search.study.worker import RetryLostTrial, run_worker
 
-__all__ = [
-    "StudyError",
-    "StudySettings",
-    "DIRECTIONS",
-    "METRIC_NAMES",
-    "REFERENCES",
-    "SAMPLERS",
-    "load_existing_study",
-    "make_sampler",
-    "load_data",
-    "run_study",
-]
+__all__ = ["REFERENCES", "SAMPLERS", "StudySettings", "load_data", "make_sampler", "run_study"]
 
 logger = logging.getLogger(__name__)
 
-DIRECTIONS = ("minimize", "maximize")
-METRIC_NAMES = ("latency_ms", "psnr_db")
 REFERENCES = ("baseline", "scheme_a", "scheme_b")
 SAMPLERS = ("tpe", "nsga2", "gp", "random")
-
-
-class StudyError(VRTSpikeError):
-    """A study that cannot be created, loaded or continued as asked."""
-
-
-def load_existing_study(url: str, study_name: str) -> optuna.Study:
-    """Load a study for reading (nothing is created).
-
-    Raises:
-        StudyError: no storage or no such study (the message lists the studies there).
-    """
-    storage = open_storage(url, create=False)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage=storage)]
-    if study_name not in names:
-        listing = ", ".join(names) if names else "none"
-        raise StudyError(f"no study {study_name!r} in {redact_url(url)} (studies there: {listing})")
-    return optuna.load_study(study_name=study_name, storage=storage)
 
 
 def make_sampler(name: str, *, seed: int, n_trials: int) -> optuna.samplers.BaseSampler:
@@ -105,17 +70,24 @@ class StudySettings:
     budget: Budget
     n_trials: int
     study_name: str
-    storage_url: str
+    storage: StorageURL
     sampler: str = "tpe"
     seed: int = 0
     device: str = "cpu"
     data: str = "synthetic"
     timeout: float | None = None
-    max_latency_ms: float | None = None
-    max_memory_gb: float | None = None
+    limits: Limits = Limits()
     heartbeat: int = 20
     max_retry: int = 2
     train_threads: int | None = None
+
+    def describe(self) -> str:
+        """One line: the study, its storage (password hidden) and what this run does."""
+        return (
+            f"study {self.study_name} on {self.storage.redacted}: space {self.space.name}, "
+            f"budget {self.budget.name}, sampler {self.sampler}, device {self.device}, "
+            f"{self.n_trials} trials in all"
+        )
 
 
 def load_data(source: str, budget: Budget, *, seed: int) -> Any:
@@ -139,38 +111,37 @@ class _Splits:
     val: Any
 
 
-def _space_digest(space: SearchSpace) -> str:
-    return hashlib.sha256(Path(space.source).read_bytes()).hexdigest()[:12]
+def _identity(s: StudySettings) -> dict[str, Any]:
+    """What a run must share with a study to continue it (:meth:`StudyRecord.identity`)."""
+    digest = hashlib.sha256(Path(s.space.source).read_bytes()).hexdigest()[:12]
+    return {"budget": s.budget.name, "space": s.space.name, "space_digest": digest, "seed": s.seed}
 
 
 def _claim_study(study: optuna.Study, s: StudySettings) -> None:
     """Record budget/space/seed on a new study; refuse a run that would mix them."""
-    attrs = study.user_attrs
-    wanted = {
-        "budget": s.budget.name,
-        "space": s.space.name,
-        "space_digest": _space_digest(s.space),
-        "seed": s.seed,
-    }
-    if "budget" not in attrs:
-        for key, value in wanted.items():
-            study.set_user_attr(key, value)
-        study.set_user_attr("budget_settings", s.budget.to_dict())
-        study.set_user_attr("base", s.space.base)
-        study.set_metric_names(list(METRIC_NAMES))
+    wanted, have = _identity(s), StudyRecord.of(study)
+    if not have.claimed:
+        record.claim_study(
+            study,
+            wanted,
+            budget_settings=s.budget.to_dict(),
+            base=s.space.base,
+            metric_names=list(METRIC_NAMES),
+        )
         return
     for key, value in wanted.items():
-        if attrs.get(key) != value:
+        if have.identity()[key] != value:
             raise StudyError(
-                f"study {s.study_name!r} was run with {key} {attrs.get(key)!r}; this run asks for "
-                f"{value!r}: results would not be comparable (use another --study-name)"
+                f"study {s.study_name!r} was run with {key} {have.identity()[key]!r}; this run "
+                f"asks for {value!r}: results would not be comparable (use another --study-name)"
             )
 
 
 def _enqueue_references(study: optuna.Study, space: SearchSpace) -> dict[str, str]:
     """Enqueue the guide's reference configs once; returns ``{name: "enqueued" | reason}``."""
-    if "references" in study.user_attrs:
-        return dict(study.user_attrs["references"])
+    have = StudyRecord.of(study)
+    if have.references_enqueued:
+        return have.references
     status: dict[str, str] = {}
     for name in REFERENCES:
         params, why = space.params_for(load_preset(name))
@@ -178,16 +149,34 @@ def _enqueue_references(study: optuna.Study, space: SearchSpace) -> dict[str, st
             status[name] = f"skipped: {why}"
             logger.info("reference %s not enqueued: %s", name, why)
             continue
-        study.enqueue_trial(params, user_attrs={"reference": name})
+        record.enqueue_reference(study, params, name)
         status[name] = "enqueued"
-    study.set_user_attr("references", status)
+    record.set_references(study, status)
     return status
+
+
+def _open_study(s: StudySettings) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+    """Create or load the study, claim it and enqueue the references (under the gate)."""
+    storage = s.storage.open(
+        create=True, heartbeat=s.heartbeat, on_lost=RetryLostTrial(s.max_retry)
+    )
+    study = optuna.create_study(
+        storage=storage,
+        study_name=s.study_name,
+        directions=list(DIRECTIONS),
+        sampler=make_sampler(s.sampler, seed=s.seed, n_trials=s.n_trials),
+        load_if_exists=True,
+    )
+    _claim_study(study, s)
+    _enqueue_references(study, s.space)
+    return study, storage
 
 
 def run_study(
     s: StudySettings,
     *,
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
+    on_ready: Callable[[optuna.Study], None] | None = None,
 ) -> optuna.Study:
     """Create or join the study and work on it until it holds ``s.n_trials`` counted trials.
 
@@ -195,48 +184,34 @@ def run_study(
     total is the study's, not this process's. Nothing is written before the storage, the data and
     the study's budget/space have been checked.
 
+    Args:
+        s: The run's settings.
+        callbacks: Called with ``(study, frozen_trial)`` after each trial this worker ends.
+        on_ready: Called once the study is open and claimed, before the first trial.
+
     Raises:
-        StudyError: storage problems, a second worker on SQLite, or a budget/space that differs
-            from the study's own.
+        StorageError: the storage cannot be used; StudyError: a second worker on SQLite, or a
+            budget/space that differs from the study's own.
         KeyboardInterrupt: Ctrl-C/SIGTERM; the running trial ended failed and was re-queued.
     """
-    check_storage(s.storage_url)
-    db = sqlite_path(s.storage_url)
-    hold = (
-        single_worker_lock(db, shown_url=redact_url(s.storage_url))
-        if db is not None
-        else contextlib.nullcontext()
-    )
-    with hold:
+    s.storage.check()
+    with single_worker_lock(s.storage):
         data = load_data(s.data, s.budget, seed=s.seed)  # bad data fails before any write
-        gate = StorageGate(s.storage_url)
+        gate = StorageGate(s.storage)
         device_lock = DeviceLock(s.device)
         try:
             with gate.hold():
-                storage = open_storage(
-                    s.storage_url, create=True, heartbeat=s.heartbeat, max_retry=s.max_retry
-                )
-                study = optuna.create_study(
-                    storage=storage,
-                    study_name=s.study_name,
-                    directions=list(DIRECTIONS),
-                    sampler=make_sampler(s.sampler, seed=s.seed, n_trials=s.n_trials),
-                    load_if_exists=True,
-                )
-                _claim_study(study, s)
-                _enqueue_references(study, s.space)
+                study, storage = _open_study(s)
+            if on_ready is not None:
+                on_ready(study)
             objective = Objective(
                 space=s.space,
                 budget=s.budget,
                 data=data,
                 device=s.device,
                 seed=s.seed,
-                artifact_store=optuna.artifacts.FileSystemArtifactStore(
-                    _ensure(artifact_dir(s.storage_url))
-                ),
-                max_latency_ms=s.max_latency_ms,
-                max_memory_gb=s.max_memory_gb,
-                storage=storage,
+                artifacts=TrialArtifacts(s.storage.artifact_store(), storage),
+                limits=s.limits,
                 device_lock=device_lock,
                 train_threads=s.train_threads,
             )
@@ -254,8 +229,3 @@ def run_study(
         finally:
             gate.close()
     return study
-
-
-def _ensure(path: Path) -> str:
-    path.mkdir(parents=True, exist_ok=True)
-    return str(path)

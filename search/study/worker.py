@@ -5,9 +5,9 @@ study. Under the storage gate each worker fails stale trials, counts, and create
 so the study ends with exactly the requested number of *counted* trials: complete, pruned, and
 failed trials that were not retried. A trial whose worker died (heartbeat stale) or was stopped
 (Ctrl-C, SIGTERM) ends failed and is re-queued with the same parameters; its retry counts
-instead. A retry carries ``system_attrs["failed_trial"]`` / ``["retry_history"]`` (Optuna's
-convention, so ``RetryHeartbeatStaleTrialCallback.retried_trial_number`` reads it) and the user
-attributes ``retry_of`` and ``retry_reason``.
+instead. A retry records the attempts it retries and why (:func:`search.study.record.retry_trial`,
+in Optuna's own retry convention, so ``RetryHeartbeatStaleTrialCallback.retried_trial_number``
+reads it).
 
 Heartbeats: Optuna records them only inside ``Study.optimize``; this loop uses ask/tell (it must
 create trials under the gate), so it runs its own heartbeat thread with the storage's public
@@ -25,7 +25,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -33,14 +32,13 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from search.locks import StorageGate
+from search.study import record
+from search.study.locks import StorageGate
+from search.study.record import TrialWriter, study_tally
 
 __all__ = [
-    "Tally",
     "WorkerStopped",
     "stop_reason",
-    "tally",
-    "study_tally",
     "worker_id",
     "requeue",
     "RetryLostTrial",
@@ -73,72 +71,17 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-@dataclass(frozen=True)
-class Tally:
-    """Where a study stands.
-
-    Attributes:
-        counted: Complete + pruned + failed trials that were not retried.
-        running: Trials being evaluated now (including ones whose worker died and was not yet
-            detected).
-        waiting: Enqueued trials not yet started (references, retries).
-        retried: Failed trials that were re-queued (not counted).
-    """
-
-    counted: int
-    running: int
-    waiting: int
-    retried: int
-
-
-def tally(trials: Sequence[FrozenTrial]) -> Tally:
-    """Count a study's trials (see :class:`Tally`)."""
-    retried: set[int] = set()
-    for t in trials:
-        retried.update(t.system_attrs.get("retry_history", ()))
-    counted = running = waiting = failed_retried = 0
-    for t in trials:
-        if t.state == TrialState.RUNNING:
-            running += 1
-        elif t.state == TrialState.WAITING:
-            waiting += 1
-        elif t.state == TrialState.FAIL and t.number in retried:
-            failed_retried += 1
-        else:
-            counted += 1
-    return Tally(counted, running, waiting, failed_retried)
-
-
-def study_tally(study: optuna.Study) -> Tally:
-    """:func:`tally` of all the study's trials."""
-    return tally(study.get_trials(deepcopy=False))
-
-
 def requeue(study: optuna.Study, trial: FrozenTrial, *, reason: str, max_retry: int) -> int | None:
-    """Enqueue a retry of a failed trial with the same parameters.
-
-    Only the ``reference`` user attribute is carried over (everything else is measured again).
+    """Enqueue a retry of a failed trial with the same parameters (:func:`record.retry_trial`).
 
     Returns:
         The retry's trial number, or None when ``max_retry`` retries were already made.
     """
-    history = [*trial.system_attrs.get("retry_history", ()), trial.number]
-    if len(history) > max_retry:
+    if len(record.retry_history(trial)) + 1 > max_retry:
         logger.warning("trial %d failed (%s); not retried again", trial.number, reason)
         return None
-    user_attrs: dict[str, object] = {"retry_of": trial.number, "retry_reason": reason}
-    if "reference" in trial.user_attrs:
-        user_attrs["reference"] = trial.user_attrs["reference"]
     before = len(study.get_trials(deepcopy=False))
-    study.add_trial(
-        optuna.trial.create_trial(
-            state=TrialState.WAITING,
-            params=trial.params,
-            distributions=trial.distributions,
-            user_attrs=user_attrs,
-            system_attrs={"failed_trial": history[0], "retry_history": history},
-        )
-    )
+    study.add_trial(record.retry_trial(trial, reason=reason))
     logger.warning("trial %d failed (%s); re-queued as trial %d", trial.number, reason, before)
     return before
 
@@ -150,7 +93,7 @@ class RetryLostTrial:
         self.max_retry = max_retry
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        who = trial.user_attrs.get("worker", "its worker")
+        who = record.worker_of(trial) or "its worker"
         requeue(
             study,
             trial,
@@ -176,7 +119,7 @@ def _pid_alive(pid: int) -> bool:
 
 def _local_pid(trial: FrozenTrial) -> int | None:
     """The pid of the trial's worker if it ran on this host (see :func:`worker_id`), else None."""
-    host, _, pid = str(trial.user_attrs.get("worker", "")).rpartition(":")
+    host, _, pid = record.worker_of(trial).rpartition(":")
     return int(pid) if host == socket.gethostname() and pid.isdigit() else None
 
 
@@ -207,7 +150,7 @@ def fail_dead_local_trials(study: optuna.Study, *, max_retry: int) -> list[int]:
             continue
         failed.append(t.number)
         frozen = study._storage.get_trial(t._trial_id)
-        who = frozen.user_attrs["worker"]
+        who = record.worker_of(frozen)
         requeue(study, frozen, reason=f"lost: {who} is no longer running", max_retry=max_retry)
     return failed
 
@@ -318,26 +261,50 @@ def run_worker(
             logger.info("last trials are running elsewhere; waiting for them to end or be lost")
             time.sleep(interval or 2)
             continue
-        try:
-            if pending:
-                raise WorkerStopped(pending[0])
-            assert trial is not None
-            frozen = _evaluate(study, trial, objective, catch)
-        except KeyboardInterrupt as e:
-            if beat is not None:
-                beat.stop()
-            if trial is not None:
-                with gate.hold():
-                    _interrupted(study, trial, e, max_retry)
-            raise
-        finally:
-            if beat is not None:
-                beat.stop()
+        frozen = _run_one(
+            study,
+            trial,
+            objective,
+            catch,
+            beat=beat,
+            pending=pending,
+            gate=gate,
+            max_retry=max_retry,
+        )
         done += 1
         if frozen is not None:
             for callback in callbacks:
                 callback(study, frozen)
     return done
+
+
+def _run_one(
+    study: optuna.Study,
+    trial: optuna.Trial | None,
+    objective: Callable[[optuna.Trial], Sequence[float]],
+    catch: tuple[type[BaseException], ...],
+    *,
+    beat: _Heartbeat | None,
+    pending: list[int],
+    gate: StorageGate,
+    max_retry: int,
+) -> FrozenTrial | None:
+    """Evaluate one trial with its heartbeat running; a stop signal fails and re-queues it."""
+    try:
+        if pending:
+            raise WorkerStopped(pending[0])
+        assert trial is not None
+        return _evaluate(study, trial, objective, catch)
+    except KeyboardInterrupt as e:
+        if beat is not None:
+            beat.stop()
+        if trial is not None:
+            with gate.hold():
+                _interrupted(study, trial, e, max_retry)
+        raise
+    finally:
+        if beat is not None:
+            beat.stop()
 
 
 def _next_trial(study: optuna.Study, *, total: int) -> optuna.Trial | None:
@@ -351,7 +318,7 @@ def _next_trial(study: optuna.Study, *, total: int) -> optuna.Trial | None:
     with warnings.catch_warnings():  # "supposed to be used with optimize": see the module doc
         warnings.filterwarnings("ignore", "Heartbeat of storage", UserWarning)
         trial = study.ask()
-    trial.set_user_attr("worker", worker_id())
+    TrialWriter(trial).worker(worker_id())
     return trial
 
 
@@ -371,8 +338,7 @@ def _evaluate(
     except catch as e:
         state = TrialState.FAIL
         logger.warning("trial %d failed: %s", trial.number, e)
-        if "fail_reason" not in trial.user_attrs:
-            trial.set_user_attr("fail_reason", f"{type(e).__name__}: {e}"[:500])
+        TrialWriter(trial).failed(f"{type(e).__name__}: {e}", keep=True)
     except KeyboardInterrupt:
         raise
     except Exception as e:
@@ -393,7 +359,7 @@ def _tell(
 ) -> FrozenTrial | None:
     try:
         if reason is not None:
-            trial.set_user_attr("fail_reason", reason[:500])
+            TrialWriter(trial).failed(reason)
         if state == TrialState.COMPLETE:
             return study.tell(trial, values)
         return study.tell(trial, state=state)

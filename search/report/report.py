@@ -1,0 +1,286 @@
+"""The front report: one value built from a study, rendered as text (CLI) or Markdown (dashboard).
+
+A :class:`FrontReport` holds the feasible Pareto front, the reference trials (the guide's
+hand-made configurations) with whether the front dominates them, the references the space could
+not express, the hypervolume history, and what the figures were measured on (budget, latency
+input, device). :func:`render_text` and :func:`render_markdown` are its only two renderings.
+
+Hypervolume reference point: ``(1.1 * max latency, min PSNR - 0.5 dB)`` over the study's
+completed trials (feasible or not), so every completed feasible trial adds area; infeasible
+trials add nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from search.report.pareto import dominates, hypervolume_2d
+from search.study.record import StudyRecord, TrialRecord, hv_figure_name, study_tally
+from search.study.storage import StorageURL
+
+__all__ = [
+    "FrontReport",
+    "HypervolumeHistory",
+    "Row",
+    "front_report",
+    "hypervolume_history",
+    "render_markdown",
+    "render_text",
+    "summary_text",
+]
+
+logger = logging.getLogger(__name__)
+
+LATENCY_MARGIN = 1.1
+PSNR_MARGIN_DB = 0.5
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trial as the report shows it (speed-up and PSNR change vs the baseline reference).
+
+    Attributes:
+        on_front: On the feasible Pareto front; ``dominated``: some front trial dominates it.
+    """
+
+    number: int
+    latency_ms: float
+    latency_cv: float | None
+    psnr_db: float
+    ssim: float | None
+    input_psnr_db: float | None
+    reference: str
+    reused_from: int | None
+    speedup: float | None
+    delta_psnr_db: float | None
+    feasible: bool
+    params: int | None
+    on_front: bool
+    dominated: bool
+
+
+@dataclass(frozen=True)
+class HypervolumeHistory:
+    """Hypervolume of the feasible front after each completed trial.
+
+    Attributes:
+        reference: ``(latency_ms, psnr_db)`` worst corner of the measured area.
+        numbers: Trial numbers of the completed trials, ascending.
+        values: Hypervolume (ms x dB) of the feasible trials up to and including each number.
+    """
+
+    reference: tuple[float, float]
+    numbers: tuple[int, ...]
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class FrontReport:
+    """Everything a user reads about a study's front (see the module docstring)."""
+
+    study: str
+    space: str | None
+    budget: str | None
+    latency_input: str
+    devices: tuple[str, ...]
+    front: tuple[Row, ...]
+    references: tuple[Row, ...]
+    skipped_references: dict[str, str]
+    hypervolume: HypervolumeHistory
+
+    @property
+    def measured_on(self) -> str:
+        """``budget B, latency input 1xTx3xHxW on DEVICE``: what every figure is of."""
+        device = ", ".join(self.devices) or "unknown device"
+        return f"budget {self.budget}, latency input {self.latency_input} on {device}"
+
+
+def _complete(study: optuna.Study) -> list[TrialRecord]:
+    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return [TrialRecord.of(t) for t in sorted(trials, key=lambda t: t.number) if t.values]
+
+
+def hypervolume_history(study: optuna.Study) -> HypervolumeHistory:
+    """Hypervolume over trials for a (latency_ms down, psnr_db up) study (see module doc)."""
+    return _history(_complete(study))
+
+
+def _history(done: Sequence[TrialRecord]) -> HypervolumeHistory:
+    if not done:
+        return HypervolumeHistory(reference=(0.0, 0.0), numbers=(), values=())
+    reference = (
+        max(t.latency_ms for t in done) * LATENCY_MARGIN,
+        min(t.psnr_db for t in done) - PSNR_MARGIN_DB,
+    )
+    points: list[tuple[float, float]] = []
+    values: list[float] = []
+    for t in done:
+        if t.feasible:
+            points.append((t.latency_ms, t.psnr_db))
+        values.append(hypervolume_2d(points, reference))
+    return HypervolumeHistory(
+        reference=reference, numbers=tuple(t.number for t in done), values=tuple(values)
+    )
+
+
+def front_report(study: optuna.Study) -> FrontReport:
+    """Build the report of a study (any version of the record)."""
+    done = _complete(study)
+    front_numbers = {t.number for t in study.best_trials}
+    front = [t for t in done if t.number in front_numbers]
+    base = next((t for t in done if t.reference == "baseline"), None)
+
+    def row(t: TrialRecord) -> Row:
+        point = (t.latency_ms, t.psnr_db)
+        return Row(
+            number=t.number,
+            latency_ms=t.latency_ms,
+            latency_cv=t.latency_cv,
+            psnr_db=t.psnr_db,
+            ssim=t.ssim,
+            input_psnr_db=t.input_psnr_db,
+            reference=t.reference,
+            reused_from=t.reused_from,
+            speedup=base.latency_ms / t.latency_ms if base and t.latency_ms > 0 else None,
+            delta_psnr_db=t.psnr_db - base.psnr_db if base else None,
+            feasible=t.feasible,
+            params=t.params,
+            on_front=t.number in front_numbers,
+            dominated=any(dominates((f.latency_ms, f.psnr_db), point) for f in front),
+        )
+
+    s = StudyRecord.of(study)
+    return FrontReport(
+        study=study.study_name,
+        space=s.space,
+        budget=s.budget,
+        latency_input=s.latency_input(),
+        devices=tuple(sorted({t.device_name for t in done if t.device_name})),
+        front=tuple(sorted((row(t) for t in front), key=lambda r: (r.latency_ms, -r.psnr_db))),
+        references=tuple(row(t) for t in done if t.reference),
+        skipped_references={k: v for k, v in s.references.items() if v != "enqueued"},
+        hypervolume=_history(done),
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    width = int(spec.lstrip("+").split(".")[0] or 0)
+    return format(value, spec) if value is not None else "-".rjust(width)
+
+
+def _status(r: Row) -> str:
+    if not r.feasible:
+        return "infeasible"
+    return "on the front" if r.on_front else "dominated by the front" if r.dominated else ""
+
+
+def _text_table(rows: Sequence[Row]) -> list[str]:
+    lines = [
+        f"{'trial':>5} {'latency ms':>10} {'cv':>5} {'PSNR dB':>8} {'SSIM':>6} {'in PSNR':>7} "
+        f"{'speed-up':>8} {'dPSNR':>6}  reference / notes"
+    ]
+    for r in rows:
+        notes = [r.reference] if r.reference else []
+        if r.reused_from is not None:
+            notes.append(f"PSNR of #{r.reused_from}")
+        if not r.feasible:
+            notes.append("infeasible")
+        lines.append(
+            f"{r.number:>5} {r.latency_ms:>10.2f} {_fmt(r.latency_cv, '5.3f')} {r.psnr_db:>8.2f} "
+            f"{_fmt(r.ssim, '6.4f')} {_fmt(r.input_psnr_db, '7.2f')} {_fmt(r.speedup, '7.2f')}x "
+            f"{_fmt(r.delta_psnr_db, '+6.2f')}  {', '.join(notes)}"
+        )
+    return lines
+
+
+def _hv_sentence(h: HypervolumeHistory, lead: str, unit: str) -> str:
+    lat, psnr = h.reference
+    return (
+        f"{lead} of the feasible front: {h.values[-1]:.3f} {unit} over {len(h.values)} "
+        f"trials (reference point {lat:.2f} ms, {psnr:.2f} dB)"
+    )
+
+
+def _sections(
+    report: FrontReport,
+    table: Callable[[Sequence[Row]], list[str]],
+    heading: Callable[[str], str],
+    item: Callable[[str], str],
+) -> list[str]:
+    """The report's body in either rendering: front, references, skipped references."""
+    n = len(report.front)
+    lines = [heading(f"Pareto front ({n} trials, feasible; speed-up and dPSNR vs the baseline)")]
+    lines += [*table(report.front), ""]
+    if report.references:
+        lines += [heading("Reference trials (the guide's hand-made choices)")]
+        lines += table(report.references)
+        for r in report.references:
+            if _status(r) != "on the front":
+                lines.append(item(f"{r.reference} (trial {r.number}) is {_status(r) or 'off'}"))
+        lines.append("")
+    for name, status in report.skipped_references.items():
+        lines.append(item(f"{name}: {status}"))
+    return lines
+
+
+def render_text(report: FrontReport) -> str:
+    """The report as plain text for the terminal."""
+    lines = [f"study {report.study}: space {report.space}, {report.measured_on}"]
+    lines += _sections(report, _text_table, lambda t: f"\n{t}:", lambda t: f"  {t}")
+    if report.hypervolume.values:
+        lines.append(_hv_sentence(report.hypervolume, "hypervolume", "ms*dB"))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _md_table(rows: Sequence[Row]) -> list[str]:
+    lines = [
+        "| trial | latency_ms | psnr_db | SSIM | speed-up | dPSNR dB | feasible | reference |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | :---: | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.number} | {r.latency_ms:.2f} | {r.psnr_db:.2f} | {_fmt(r.ssim, '.4f')} | "
+            f"{_fmt(r.speedup, '.2f')} | {_fmt(r.delta_psnr_db, '+.2f')} | "
+            f"{'yes' if r.feasible else 'NO'} | {r.reference} |"
+        )
+    return lines
+
+
+def render_markdown(report: FrontReport) -> str:
+    """The report as Markdown for the dashboard's study note."""
+    lines = [
+        f"## {report.study}: measured front",
+        "",
+        f"Space `{report.space}`; {report.measured_on}. Written by `run_study.py`; it is "
+        "rewritten after each run, so edits made here are replaced.",
+        "",
+    ]
+    lines += _sections(report, _md_table, lambda t: f"### {t}\n", lambda t: f"- {t}")
+    h = report.hypervolume
+    if h.values:
+        lines += [
+            "",
+            f"{_hv_sentence(h, 'Hypervolume', 'ms x dB')}; figure "
+            f"`{hv_figure_name(len(h.numbers))}`.",
+            "",
+            "The dashboard's own Pareto plot and best trials ignore `set_constraint`: check the "
+            "`feasible` and `constraint:*` user attributes of each trial.",
+        ]
+    return "\n".join(lines)
+
+
+def summary_text(study: optuna.Study, storage: StorageURL) -> str:
+    """What a run prints at its end: the trial count, the report and how to export."""
+    t = study_tally(study)
+    extra = f" (+{t.retried} failed attempts that were retried)" if t.retried else ""
+    return (
+        f"\n{t.counted} finished trials in study {study.study_name}{extra}.\n\n"
+        f"{render_text(front_report(study))}\n"
+        f"export:  python run_study.py export --study-name {study.study_name} "
+        f"--storage {storage.redacted} --out best.yaml --policy knee"
+    )
