@@ -1,10 +1,11 @@
 """Save a picture of one synthetic clip: blurry, sharp and TFP rows, one column per frame.
 
-Usage: ``python benchmarks/data_picture.py [--size 256x256 --frames 5 --index 0 --seed 0]``;
-writes ``benchmarks/out/data_clip.png`` (git-ignored). The TFP row is the mean of the frame's
-K voxel bins (the whole exposure) divided by the clip's white firing rate and gamma-encoded; the
-last row is the TFP of a short window (16 readouts) at the exposure centre, which is sharp but
-noisy.
+Usage: ``python benchmarks/data_picture.py [--size 256x256 --frames 5 --index 0 --seed 0]``
+(``--split val``, ``--zoom 4`` to enlarge small frames); writes ``benchmarks/out/data_clip.png``
+(git-ignored). The title line gives the clip's texture, motion and blurry-input PSNR. The TFP
+row is the mean of the frame's K voxel bins (the whole exposure) divided by the clip's white
+firing rate and gamma-encoded; the last row is the TFP of a short window (16 readouts) at the
+exposure centre, which is sharp but noisy.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=5)
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--split", choices=("train", "val"), default="train")
+    parser.add_argument("--zoom", type=int, default=1, help="enlarge each tile (nearest)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     h, w = (int(v) for v in args.size.lower().split("x"))
     spec = SyntheticSpec(height=h, width=w, clip_len=args.frames, num_bins=32, seed=args.seed)
-    clip = generate_clip(spec, split="train", index=args.index)
+    clip = generate_clip(spec, split=args.split, index=args.index)
     voxels = clip.voxels()  # (T, K, H, W)
     rate = clip.params.white_rate
     rows = {
@@ -48,14 +51,23 @@ def main() -> None:
             _grey_rgb(tfp(clip.spikes, int(e.mean()), 16), rate) for e in clip.exposures
         ],
     }
-    label_w, gap = 120, 2
-    canvas = Image.new("RGB", (label_w + args.frames * (w + gap), len(rows) * (h + gap)), "white")
+    p = clip.params
+    title = (
+        f"{p.texture}, exposure {p.exposure}/{spec.subframes_per_frame} sub-frames, camera "
+        f"{p.speed_px:.1f} px/frame, {p.num_sprites} sprites, blurry PSNR {p.blur_psnr_db:.2f} dB"
+    )
+    label_w, gap, top = 120, 2, 16
+    th, tw = h * args.zoom, w * args.zoom
+    size = (max(label_w + args.frames * (tw + gap), 6 * len(title)), top + len(rows) * (th + gap))
+    canvas = Image.new("RGB", size, "white")
     draw = ImageDraw.Draw(canvas)
+    draw.text((4, 2), title, fill="black")
     for r, (name, frames) in enumerate(rows.items()):
-        draw.text((4, r * (h + gap) + h // 2), name, fill="black")
+        draw.text((4, top + r * (th + gap) + th // 2), name, fill="black")
         for t, frame in enumerate(frames):
             tile = Image.fromarray(np.ascontiguousarray(frame.transpose(1, 2, 0)))
-            canvas.paste(tile, (label_w + t * (w + gap), r * (h + gap)))
+            tile = tile.resize((tw, th), Image.NEAREST)
+            canvas.paste(tile, (label_w + t * (tw + gap), top + r * (th + gap)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(args.out)
     print(f"wrote {args.out}; clip params: {clip.params}")

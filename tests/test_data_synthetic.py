@@ -12,7 +12,8 @@ from model.errors import ConfigError, VRTSpikeError
 from search.data import DataError, SyntheticSpec, generate_clip, textures, tfp
 
 SMALL = SyntheticSpec(height=32, width=32, clip_len=3, num_bins=8, num_train=4, num_val=1)
-STILL = dict(max_sprites=0, max_rotation_deg=0.0, max_zoom=0.0)
+# no rotation, zoom or sprites, and the motion as drawn (no scaling to a blur target)
+STILL = dict(max_sprites=0, max_rotation_deg=0.0, max_zoom=0.0, blur_psnr_range=None)
 
 
 def _grey(u8: np.ndarray) -> np.ndarray:
@@ -60,8 +61,8 @@ def test_same_seed_same_clip_other_seed_other_clip() -> None:
 
 
 def test_blurry_is_blurrier_and_more_so_with_faster_motion() -> None:
-    """Gradient energy of blurry / sharp, mean of 4 clips: measured 0.94, 0.67, 0.43 at speeds
-    0.02, 0.1, 0.25 (fraction of the frame per frame period)."""
+    """Gradient energy of blurry / sharp, mean of 4 clips: measured 0.93, 0.59, 0.42 at speeds
+    0.02, 0.1, 0.25 (fraction of the frame per frame period; motion as drawn, not scaled)."""
     ratios = {}
     for speed in (0.02, 0.1, 0.25):
         spec = dataclasses.replace(SMALL, motion_range=(speed, speed), **STILL)
@@ -79,19 +80,21 @@ NOISELESS = dict(
 )
 
 
-@pytest.mark.parametrize(("noise", "min_psnr"), [(False, 40.0), (True, 30.0)])
+@pytest.mark.parametrize(("noise", "min_psnr"), [(False, 36.0), (True, 28.5)])
 def test_tfp_reconstructs_the_sharp_frame(noise: bool, min_psnr: float) -> None:
     """Static scene: TFP over the whole clip (192 readouts), divided by the white rate.
 
-    Measured (mean grey PSNR in the gamma domain over 4 clips): 43.8 dB without sensor noise,
-    33.0 dB with the default random noise (dark current dominates in dark regions).
+    Measured (mean grey PSNR in the gamma domain over 8 clips): 39.3 dB without sensor noise,
+    31.7 dB with the default random noise (dark current dominates in dark regions; a mostly
+    black hubble_deep_field clip scores 24.8 / 20.0). Generator version 1 gave 42.4 / 33.4 over
+    12 clips, version 2 41.2 / 32.9: the camera is the same, the clips drawn differ.
     """
     extra = {} if noise else NOISELESS
     spec = dataclasses.replace(
         SMALL, height=48, width=48, motion_range=(0.0, 0.0), **STILL, **extra
     )
     psnrs = []
-    for i in range(4):
+    for i in range(8):
         clip = generate_clip(spec, split="train", index=i)
         whole = tfp(clip.spikes, spec.total_readouts // 2, spec.total_readouts)
         est = np.clip(whole / clip.params.white_rate, 0, 1) ** (1 / 2.2)
@@ -102,14 +105,14 @@ def test_tfp_reconstructs_the_sharp_frame(noise: bool, min_psnr: float) -> None:
 def test_tfp_stays_sharp_when_motion_blurs_the_frame() -> None:
     """Short-window TFP (16 readouts at the exposure centre) barely degrades with speed.
 
-    Measured (mean grey PSNR vs the sharp frame, 4 clips x 3 frames, speed 0.05 -> 0.3):
-    blurry 44.5 -> 24.4 dB, TFP 22.5 -> 20.7 dB (noisy, but aligned with the sharp frame).
+    Measured (mean grey PSNR vs the sharp frame, 8 clips x 3 frames, speed 0.05 -> 0.3):
+    blurry 37.2 -> 22.2 dB, TFP 20.9 -> 20.1 dB (noisy, but aligned with the sharp frame).
     """
     psnr: dict[tuple[str, float], float] = {}
     for speed in (0.05, 0.3):
         spec = dataclasses.replace(SMALL, height=48, width=48, motion_range=(speed, speed), **STILL)
         tfp_psnr, blurry_psnr = [], []
-        for i in range(4):
+        for i in range(8):
             clip = generate_clip(spec, split="train", index=i)
             sharp, blurry = _grey(clip.sharp), _grey(clip.blurry)
             for t in range(spec.clip_len):
@@ -128,7 +131,7 @@ def test_spec_validation_and_key() -> None:
     assert SMALL.key() != dataclasses.replace(SMALL, seed=1).key()
     assert SyntheticSpec.from_dict(SMALL.to_dict()) == SMALL
     with pytest.raises(ConfigError, match="SyntheticSpec.exposure_range"):
-        SyntheticSpec(exposure_range=(7, 20))
+        SyntheticSpec(exposure_range=(7, 40))  # more than the 32 sub-frames of a period
     with pytest.raises(ConfigError, match="SyntheticSpec.textures"):
         SyntheticSpec(textures=("not_a_texture",))
     with pytest.raises(VRTSpikeError, match="SyntheticSpec.height"):

@@ -5,6 +5,8 @@
 - :class:`SyntheticSpec`, :func:`load_synthetic`: synthetic train/val clips generated once per
   spec and cached on disk (:class:`ClipSplits`).
 - :func:`load_spk_gopro`, :func:`write_spk_gopro`: the Spk-GoPro / VRT+spike folder layout.
+- :func:`synthetic_val_stats`, :func:`dataset_stats`: what a data set leaves to gain (blurry-input,
+  spike-only and simple-fusion PSNR); ``python -m search.data stats`` prints them per budget.
 
 Every data set returns ``{"blurry": (T, 3, H, W), "sharp": (T, 3, H, W), "spike": (T, K, H, W)}``
 float32 tensors in [0, 1].
@@ -19,6 +21,7 @@ from search.data.dat import read_dat, write_dat
 from search.data.errors import DataError
 from search.data.spikes import interspike_cv, tfp, tfp_voxels, voxel_windows
 from search.data.spk_gopro import SpkGoProClips, load_spk_gopro, write_spk_gopro
+from search.data.stats import DataStats, dataset_stats, synthetic_val_stats
 from search.data.synthetic import ClipParams, SyntheticClip, SyntheticSpec, generate_clip
 
 __all__ = [
@@ -26,10 +29,12 @@ __all__ = [
     "ClipParams",
     "ClipSplits",
     "DataError",
+    "DataStats",
     "SpkGoProClips",
     "SyntheticClip",
     "SyntheticClips",
     "SyntheticSpec",
+    "dataset_stats",
     "default_cache_dir",
     "generate_clip",
     "interspike_cv",
@@ -37,6 +42,7 @@ __all__ = [
     "load_synthetic",
     "read_dat",
     "simulate_spikes",
+    "synthetic_val_stats",
     "tfp",
     "tfp_voxels",
     "voxel_windows",

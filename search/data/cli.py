@@ -1,8 +1,13 @@
-"""Command line: ``python -m search.data write-synthetic --out DIR [options]``.
+"""Command line: ``python -m search.data {write-synthetic,stats} [options]``.
 
-Writes a synthetic data set in the Spk-GoPro layout (PNG frames, one ``.dat`` per frame,
-``config.yaml``), readable by :func:`search.data.load_spk_gopro`. Bad input prints one line,
-``error: ...``, on stderr and exits with code 2.
+- ``write-synthetic --out DIR``: writes a synthetic data set in the Spk-GoPro layout (PNG
+  frames, one ``.dat`` per frame, ``config.yaml``), readable by
+  :func:`search.data.load_spk_gopro`.
+- ``stats [--budget smoke|cpu|gpu|all] [--seed N]``: per budget, over the validation clips it
+  scores, the PSNR of the blurry input, of a spike-only reconstruction and of a simple
+  non-learned fusion (:mod:`search.data.stats` says exactly how each is computed).
+
+Bad input prints one line, ``error: ...``, on stderr and exits with code 2.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from model.errors import VRTSpikeError
 from search.data.errors import DataError
 from search.data.spk_gopro import WRITE_SPLITS, write_spk_gopro
+from search.data.stats import format_header, format_row, synthetic_val_stats
 from search.data.synthetic import SyntheticSpec
 
 __all__ = ["main"]
@@ -53,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     write.add_argument("--bins", type=int, default=8, help="spike bins per frame K (default 8)")
     write.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     write.add_argument("--force", action="store_true", help="allow a non-empty output folder")
+    stats = sub.add_parser(
+        "stats",
+        help="what each budget's validation data leaves to gain (blurry, spike-only, fusion PSNR)",
+        description="Per budget, over the validation clips it scores: PSNR of the blurry input, "
+        "of a spike-only reconstruction (central TFP) and of the S-SDM ratio fusion.",
+    )
+    stats.add_argument("--budget", default="all", help="smoke, cpu, gpu or all (default all)")
+    stats.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     return parser
 
 
@@ -79,6 +93,20 @@ def _write_synthetic(args: argparse.Namespace) -> None:
     )
 
 
+def _stats(args: argparse.Namespace) -> None:
+    from search.budgets import BUDGETS  # lazily: budgets import the model package
+
+    if args.budget != "all" and args.budget not in BUDGETS:
+        raise DataError(f"unknown budget {args.budget!r} (valid: {', '.join(BUDGETS)}, all)")
+    names = list(BUDGETS) if args.budget == "all" else [args.budget]
+    specs = {name: BUDGETS[name].data_spec(args.seed) for name in names}  # bad seed: fail first
+    for line in format_header():
+        print(line)
+    for name, spec in specs.items():
+        count = BUDGETS[name].num_val_clips
+        print(format_row(synthetic_val_stats(spec, num_clips=count, label=name)), flush=True)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 bad input)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -86,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         if args.command == "write-synthetic":
             _write_synthetic(args)
+        elif args.command == "stats":
+            _stats(args)
     except VRTSpikeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -41,6 +41,15 @@ class SceneMotion:
     zoom: float
     sprite_speed: float
 
+    def scaled(self, factor: float) -> SceneMotion:
+        """Every magnitude times ``factor`` (> 0): the same paths, travelled faster or slower."""
+        return SceneMotion(
+            speed=self.speed * factor,
+            rotation=self.rotation * factor,
+            zoom=self.zoom * factor,
+            sprite_speed=self.sprite_speed * factor,
+        )
+
 
 def smooth_path(
     rng: np.random.Generator, times: np.ndarray, *, speed: float, dims: int, turn: float = 0.5
@@ -49,7 +58,8 @@ def smooth_path(
 
     The velocity is drawn at every whole frame period (a random direction, then a slowly
     turning random walk) and linearly interpolated; the path is its integral, centred so it
-    passes through 0 at the middle time. Position is C1-smooth.
+    passes through 0 at the middle time. Position is C1-smooth. For ``speed > 0`` the draws do
+    not depend on ``speed``: the same generator state gives the same path scaled by ``speed``.
 
     Args:
         rng: Random generator.
@@ -165,8 +175,14 @@ def render_scene(
     background: np.ndarray,
     sprites: Sequence[np.ndarray],
     motion: SceneMotion,
+    select: np.ndarray | None = None,
 ) -> np.ndarray:
     """Render the sub-frames of a clip.
+
+    The trajectories are drawn for all of ``times`` whatever ``select`` is, so a generator in the
+    same state renders the selected rows of the full render exactly; and, for positive
+    magnitudes, ``motion.scaled(f)`` makes the same draws: the same paths travelled ``f`` times
+    as fast (only the sprites' spin keeps its floor of 0.05 rad per frame period).
 
     Args:
         rng: Random generator (draws the trajectories and the sprites' start positions).
@@ -176,11 +192,13 @@ def render_scene(
         background: Float32 (3, h, w) linear texture, already at output pixel scale.
         sprites: Float32 (4, hs, ws) premultiplied RGBA sprites from :func:`make_sprite`.
         motion: Motion magnitudes.
+        select: Int array (M,) of the indices into ``times`` to render (None: all).
 
     Returns:
-        Float32 array (N, 3, H, W), linear light in [0, 1].
+        Float32 array (M, 3, H, W), linear light in [0, 1] (M = N without ``select``).
     """
     n = len(times)
+    rows_out = np.arange(n) if select is None else np.asarray(select, dtype=np.int64)  # (M,)
     shift = smooth_path(rng, times, speed=motion.speed, dims=2)  # (N, 2)
     angle = smooth_path(rng, times, speed=motion.rotation, dims=1)[:, 0] if motion.rotation else 0
     log_zoom = smooth_path(rng, times, speed=motion.zoom, dims=1)[:, 0] if motion.zoom else 0
@@ -191,7 +209,9 @@ def render_scene(
     coef_y = np.stack([th / 2 - 0.5 + shift[:, 1], sin, cos], axis=1)  # (N, 3)
     ys = np.arange(height) + 0.5 - height / 2  # (H,) centred pixel coordinates
     xs = np.arange(width) + 0.5 - width / 2  # (W,)
-    frames = _sample(background, coef_x, coef_y, ys=ys, xs=xs, padding="reflection")  # (N, 3, H, W)
+    frames = _sample(
+        background, coef_x[rows_out], coef_y[rows_out], ys=ys, xs=xs, padding="reflection"
+    )  # (M, 3, H, W)
 
     for sprite in sprites:
         _, sh, sw = sprite.shape
@@ -202,11 +222,13 @@ def render_scene(
         c, s = np.cos(phi), np.sin(phi)
         cx, cy = centre[:, 0], centre[:, 1]
         # sprite coords = R(-phi) (p - centre) + sprite centre
-        coef_x = np.stack([sw / 2 - 0.5 - c * cx - s * cy, c, s], axis=1)  # (N, 3)
-        coef_y = np.stack([sh / 2 - 0.5 + s * cx - c * cy, -s, c], axis=1)  # (N, 3)
+        coef_x = np.stack([sw / 2 - 0.5 - c * cx - s * cy, c, s], axis=1)[rows_out]  # (M, 3)
+        coef_y = np.stack([sh / 2 - 0.5 + s * cx - c * cy, -s, c], axis=1)[rows_out]  # (M, 3)
+        cx, cy = cx[rows_out], cy[rows_out]  # (M,)
         reach = 0.5 * math.hypot(sh, sw) + 1.0
-        for f0 in range(0, n, _SPRITE_CHUNK):  # sample only the sprite's bounding box
-            sl = slice(f0, min(n, f0 + _SPRITE_CHUNK))
+        m = len(rows_out)
+        for f0 in range(0, m, _SPRITE_CHUNK):  # sample only the sprite's bounding box
+            sl = slice(f0, min(m, f0 + _SPRITE_CHUNK))
             rows = _span(ys, cy[sl].min() - reach, cy[sl].max() + reach)
             cols = _span(xs, cx[sl].min() - reach, cx[sl].max() + reach)
             if rows.start >= rows.stop or cols.start >= cols.stop:

@@ -6,6 +6,12 @@ centred in its period (``E`` drawn per clip); the blurry frame is the mean of th
 linear light, re-encoded with gamma 2.2; the sharp frame is the middle one; the spike camera
 reads out ``R`` times per sub-frame through the whole clip, gaps included. The spike voxels of
 frame ``t`` are ``K`` TFP bins over its exposure (:func:`search.data.spikes.voxel_windows`).
+
+Blur strength: each clip draws a target blurry-input PSNR from ``blur_psnr_range`` and all of
+its motion is scaled by one factor until its blurry frames score that target against its sharp
+frames (:mod:`search.data.blur`), so clips blur like GoPro's whatever their texture. Validation
+clips take evenly spread targets (a golden-ratio sequence starting at the range's centre), so a
+few of them already average to the centre; training clips draw theirs at random.
 """
 
 from __future__ import annotations
@@ -15,24 +21,41 @@ import hashlib
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from model.errors import ConfigError
+from search.data.blur import frames_psnr, solve_motion_scale
 from search.data.camera import simulate_spikes
 from search.data.scene import SceneMotion, make_sprite, render_scene, resize_texture
 from search.data.spikes import tfp_voxels, voxel_windows
-from search.data.textures import PHOTO_TEXTURES, PROCEDURAL, dead_leaves, photo_texture
+from search.data.textures import (
+    BLUR_TEXTURES,
+    PHOTO_TEXTURES,
+    PROCEDURAL,
+    dead_leaves,
+    photo_texture,
+)
 
-__all__ = ["GENERATOR_VERSION", "SyntheticSpec", "ClipParams", "SyntheticClip", "generate_clip"]
+__all__ = [
+    "GENERATOR_VERSION",
+    "LUMA",
+    "SyntheticSpec",
+    "ClipParams",
+    "SyntheticClip",
+    "generate_clip",
+]
 
 logger = logging.getLogger(__name__)
 
 #: Bumped whenever generation changes, so caches of older output are not reused.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _SPLIT_CODES = {"train": 0, "val": 1}
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # BT.601 weights on linear RGB
+#: Luminance weights (BT.601) on linear RGB: what the simulated spike camera integrates.
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+_GOLDEN = (math.sqrt(5) - 1) / 2  # low-discrepancy step of the validation blur targets
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,14 +74,25 @@ class SyntheticSpec:
         readouts_per_subframe: Spike readouts per sub-frame R.
         exposure_range: Exposure in sub-frames, drawn per clip (odd values preferred).
         white_rate_range: Spike firing rate of white per readout, drawn per clip.
-        motion_range: Camera speed as a fraction of ``max(H, W)`` per frame period, per clip.
-        max_rotation_deg: Largest camera rotation speed, degrees per frame period.
-        max_zoom: Largest camera zoom speed, log-scale per frame period.
-        max_sprites: Largest number of independently moving sprites per clip.
+        blur_psnr_range: Target blurry-input PSNR in dB (RGB, gamma-encoded, mean over the
+            clip's frames), drawn per clip; the clip's motion is scaled to reach it (None: no
+            scaling, the motion is as drawn below).
+        max_speed: Fastest camera or sprite speed the scaling may reach, as a fraction of
+            ``max(H, W)`` per frame period (clips of very smooth textures stop there, sharper
+            than their target).
+        motion_range: Camera speed as a fraction of ``max(H, W)`` per frame period, per clip,
+            before the scaling (with ``blur_psnr_range`` it sets the mix of motions, not the
+            blur).
+        max_rotation_deg: Largest camera rotation speed, degrees per frame period (before the
+            scaling).
+        max_zoom: Largest camera zoom speed, log-scale per frame period (before the scaling).
+        max_sprites: Largest number of independently moving sprites per clip (each clip's
+            sprites move at 0.5-2 times its camera speed).
         sprite_size_range: Sprite size as a fraction of ``min(H, W)``.
         coverage_range: Fraction of the texture's short side the frame shows (texture zoom).
         procedural_fraction: Probability that a texture is procedural instead of a photograph.
-        textures: Photograph names to draw from (see ``textures.PHOTO_TEXTURES``).
+        textures: Photograph names to draw from (any of ``textures.PHOTO_TEXTURES``; the
+            default leaves out ``textures.SMOOTH_TEXTURES``).
         gain_std_max: Largest per-pixel gain spread (fixed-pattern noise), drawn per clip.
         dark_current_max: Largest mean dark current (luminance per readout), per clip.
         shot_noise_max: Largest shot-noise factor, per clip.
@@ -75,10 +109,12 @@ class SyntheticSpec:
     num_train: int = 64
     num_val: int = 8
     seed: int = 0
-    subframes_per_frame: int = 16
-    readouts_per_subframe: int = 4
-    exposure_range: tuple[int, int] = (7, 13)
+    subframes_per_frame: int = 32
+    readouts_per_subframe: int = 2
+    exposure_range: tuple[int, int] = (21, 31)
     white_rate_range: tuple[float, float] = (0.25, 1.0)
+    blur_psnr_range: tuple[float, float] | None = (23.5, 28.5)
+    max_speed: float = 0.35
     motion_range: tuple[float, float] = (0.02, 0.15)
     max_rotation_deg: float = 2.0
     max_zoom: float = 0.03
@@ -86,7 +122,7 @@ class SyntheticSpec:
     sprite_size_range: tuple[float, float] = (0.2, 0.45)
     coverage_range: tuple[float, float] = (0.35, 0.8)
     procedural_fraction: float = 0.2
-    textures: tuple[str, ...] = field(default=PHOTO_TEXTURES)
+    textures: tuple[str, ...] = field(default=BLUR_TEXTURES)
     gain_std_max: float = 0.05
     dark_current_max: float = 0.01
     shot_noise_max: float = 0.15
@@ -121,6 +157,12 @@ class SyntheticSpec:
             a, b = getattr(self, name)
             if not low <= a <= b <= high:
                 raise bad(name, f"must be (a, b) with {low} <= a <= b <= {high}")
+        if self.blur_psnr_range is not None:
+            a, b = self.blur_psnr_range
+            if not 5.0 <= a <= b <= 60.0:
+                raise bad("blur_psnr_range", "must be None or (a, b) with 5 <= a <= b <= 60")
+        if not 0 < self.max_speed <= 2:
+            raise bad("max_speed", "must be in (0, 2]")
         for name in ("gain_std_max", "dark_current_max", "shot_noise_max", "max_zoom"):
             if getattr(self, name) < 0:
                 raise bad(name, "must be >= 0")
@@ -168,7 +210,12 @@ class SyntheticSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class ClipParams:
-    """The random draws of one clip (recorded next to the cached data)."""
+    """The random draws of one clip (recorded next to the cached data).
+
+    Speeds are per frame period, after the motion scaling; ``blur_target_db`` is the drawn
+    target (None without ``blur_psnr_range``), ``motion_scale`` the factor found for it and
+    ``blur_psnr_db`` the clip's blurry-input PSNR.
+    """
 
     texture: str
     white_rate: float
@@ -182,6 +229,9 @@ class ClipParams:
     dark_current: float
     shot_noise: float
     extra_spike_rate: float
+    blur_target_db: float | None
+    motion_scale: float
+    blur_psnr_db: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -209,24 +259,39 @@ class SyntheticClip:
         return tfp_voxels(self.spikes, self.windows)
 
 
-def _draw_params(spec: SyntheticSpec, rng: np.random.Generator) -> ClipParams:
+def _blur_target(spec: SyntheticSpec, rng: np.random.Generator, split: str, index: int) -> float:
+    assert spec.blur_psnr_range is not None
+    lo, hi = spec.blur_psnr_range
+    u = (0.5 + index * _GOLDEN) % 1.0 if split == "val" else rng.uniform(0, 1)
+    return float(lo + u * (hi - lo))
+
+
+def _draw_params(
+    spec: SyntheticSpec, rng: np.random.Generator, split: str, index: int
+) -> ClipParams:
     lo, hi = spec.exposure_range
     exposures = [e for e in range(lo, hi + 1) if e % 2 == 1] or list(range(lo, hi + 1))
     use_photo = spec.textures and rng.random() >= spec.procedural_fraction
     size = max(spec.height, spec.width)
+    speed_px = float(rng.uniform(*spec.motion_range) * size)
     return ClipParams(
         texture=str(rng.choice(spec.textures)) if use_photo else PROCEDURAL,
         white_rate=float(rng.uniform(*spec.white_rate_range)),
         exposure=int(rng.choice(exposures)),
-        speed_px=float(rng.uniform(*spec.motion_range) * size),
+        speed_px=speed_px,
         rotation_rad=float(math.radians(spec.max_rotation_deg) * rng.uniform(0, 1)),
         zoom=float(spec.max_zoom * rng.uniform(0, 1)),
         num_sprites=int(rng.integers(0, spec.max_sprites + 1)),
-        sprite_speed_px=float(rng.uniform(0.5, 1.5) * spec.motion_range[1] * size),
+        sprite_speed_px=float(rng.uniform(0.5, 2.0) * speed_px),
         gain_std=float(spec.gain_std_max * rng.uniform(0, 1)),
         dark_current=float(spec.dark_current_max * rng.uniform(0, 1)),
         shot_noise=float(spec.shot_noise_max * rng.uniform(0, 1)),
         extra_spike_rate=float(spec.extra_spike_rate_max * rng.uniform(0, 1)),
+        blur_target_db=None
+        if spec.blur_psnr_range is None
+        else _blur_target(spec, rng, split, index),
+        motion_scale=1.0,
+        blur_psnr_db=math.nan,
     )
 
 
@@ -260,22 +325,71 @@ def _fixed_pattern(
     return gain, dark
 
 
-def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticClip:
-    """Generate clip ``index`` of ``split`` ("train" or "val"); deterministic for the spec.
+def _encode(x: np.ndarray, gamma: float) -> np.ndarray:
+    """Linear light -> gamma-encoded uint8 (same shape)."""
+    return np.round(np.power(np.clip(x, 0, 1), 1 / gamma) * 255).astype(np.uint8)
+
+
+def _expose(linear: np.ndarray, exposure: int, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+    """(T, E, 3, H, W) exposed sub-frames -> uint8 (blurry, sharp), each (T, 3, H, W)."""
+    blurry = _encode(linear.mean(axis=1), gamma)  # mean in linear light, then the CRF
+    return blurry, _encode(linear[:, exposure // 2], gamma)  # sharp: the middle sub-frame
+
+
+def _render_calibrated(
+    render: Callable[[float, np.ndarray], np.ndarray],
+    *,
+    num_subframes: int,
+    exposed: np.ndarray,
+    gamma: float,
+    target: float | None,
+    max_scale: float,
+) -> tuple[np.ndarray, float]:
+    """Every sub-frame, rendered at the motion scale whose blur meets ``target``.
+
+    Args:
+        render: ``render(scale, select)`` -> float32 (len(select), 3, H, W) linear sub-frames.
+        num_subframes: Sub-frames in the clip N.
+        exposed: Int (T, E) indices of each frame's exposed sub-frames.
+        gamma: CRF exponent.
+        target: Blurry-input PSNR to reach (None: scale 1, no search).
+        max_scale: Largest scale allowed.
 
     Returns:
-        The clip (see :class:`SyntheticClip` for shapes).
+        (float32 (N, 3, H, W) linear sub-frames, the scale used).
     """
-    if split not in _SPLIT_CODES:
-        raise ConfigError(f"split must be one of {sorted(_SPLIT_CODES)}, got {split!r}")
-    scene_seq, camera_seq = np.random.SeedSequence([spec.seed, _SPLIT_CODES[split], index]).spawn(2)
-    rng = np.random.default_rng(scene_seq)
-    params = _draw_params(spec, rng)
-    h, w, t = spec.height, spec.width, spec.clip_len
-    s, r, e = spec.subframes_per_frame, spec.readouts_per_subframe, params.exposure
+    t, e = exposed.shape
+    best: tuple[float, float, np.ndarray] | None = None  # (|error|, scale, exposed sub-frames)
+    scale = 1.0
+    if target is not None:
 
-    reach = params.speed_px * (t / 2 + 1) * 1.3 + 0.75 * math.hypot(h, w)  # path + half diagonal
-    side = int(min(2 * reach * math.exp(params.zoom * t), 4 * max(h, w)))
+        def blur_psnr(factor: float) -> float:
+            nonlocal best
+            frames = render(factor, exposed.reshape(-1))  # (T*E, 3, H, W)
+            value = frames_psnr(*_expose(frames.reshape(t, e, *frames.shape[1:]), e, gamma))
+            if best is None or abs(value - target) < best[0]:
+                best = (abs(value - target), factor, frames)
+            return value
+
+        scale, _ = solve_motion_scale(blur_psnr, target=target, max_scale=max_scale)
+    if best is None or best[1] != scale:
+        return render(scale, np.arange(num_subframes)), scale
+    frames = best[2]
+    linear = np.empty((num_subframes, *frames.shape[1:]), dtype=np.float32)  # (N, 3, H, W)
+    linear[exposed.reshape(-1)] = frames  # reuse the calibration's render of the exposures
+    gaps = np.setdiff1d(np.arange(num_subframes), exposed)
+    if len(gaps):
+        linear[gaps] = render(scale, gaps)
+    return linear, scale
+
+
+def _scene_layers(
+    spec: SyntheticSpec, rng: np.random.Generator, params: ClipParams, *, max_scale: float
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The background (3, side, side), big enough for the fastest motion, and the sprites."""
+    h, w, t = spec.height, spec.width, spec.clip_len
+    reach = max_scale * params.speed_px * (t / 2 + 1) * 1.3 + 0.75 * math.hypot(h, w)  # + half diag
+    side = int(min(2 * reach * math.exp(max_scale * params.zoom * t), 4 * max(h, w)))
     background = _texture_patch(spec, rng, params.texture, out_h=side, out_w=side)
     sprites = []
     for _ in range(params.num_sprites):
@@ -284,11 +398,29 @@ def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticCl
         sh, sw = max(3, round(size * math.sqrt(aspect))), max(3, round(size / math.sqrt(aspect)))
         use_photo = spec.textures and rng.random() >= spec.procedural_fraction
         name = str(rng.choice(spec.textures)) if use_photo else PROCEDURAL
-        sprites.append(
-            make_sprite(
-                rng, _texture_patch(spec, rng, name, out_h=sh, out_w=sw), height=sh, width=sw
-            )
-        )
+        patch = _texture_patch(spec, rng, name, out_h=sh, out_w=sw)
+        sprites.append(make_sprite(rng, patch, height=sh, width=sw))
+    return background, sprites
+
+
+def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticClip:
+    """Generate clip ``index`` of ``split`` ("train" or "val"); deterministic for the spec.
+
+    Returns:
+        The clip (see :class:`SyntheticClip` for shapes).
+    """
+    if split not in _SPLIT_CODES:
+        raise ConfigError(f"split must be one of {sorted(_SPLIT_CODES)}, got {split!r}")
+    seeds = np.random.SeedSequence([spec.seed, _SPLIT_CODES[split], index]).spawn(3)
+    scene_seq, camera_seq, motion_seq = seeds
+    rng = np.random.default_rng(scene_seq)
+    params = _draw_params(spec, rng, split, index)
+    h, w, t = spec.height, spec.width, spec.clip_len
+    s, r, e = spec.subframes_per_frame, spec.readouts_per_subframe, params.exposure
+    fastest = max(params.speed_px, params.sprite_speed_px if params.num_sprites else 0.0)
+    calibrate = params.blur_target_db is not None and fastest > 0  # nothing moves: no scaling
+    max_scale = spec.max_speed * max(h, w) / fastest if calibrate else 1.0
+    background, sprites = _scene_layers(spec, rng, params, max_scale=max_scale)
     motion = SceneMotion(
         speed=params.speed_px,
         rotation=params.rotation_rad,
@@ -296,21 +428,43 @@ def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticCl
         sprite_speed=params.sprite_speed_px,
     )
     times = (np.arange(t * s) + 0.5) / s  # sub-frame centres in frame periods
-    linear = render_scene(
-        rng, height=h, width=w, times=times, background=background, sprites=sprites, motion=motion
-    )  # (T*S, 3, H, W)
-
     first = np.arange(t) * s + (s - e) // 2  # first exposed sub-frame of each frame
-    exposed = linear[first[:, None] + np.arange(e)]  # (T, E, 3, H, W)
-    blurry_lin = exposed.mean(axis=1)  # (T, 3, H, W)
-    sharp_lin = exposed[:, e // 2]  # (T, 3, H, W)
+    exposed_idx = first[:, None] + np.arange(e)  # (T, E) exposed sub-frames
 
-    def encode(x: np.ndarray) -> np.ndarray:
-        return np.round(np.power(np.clip(x, 0, 1), 1 / spec.gamma) * 255).astype(np.uint8)
+    def render(scale: float, select: np.ndarray) -> np.ndarray:
+        return render_scene(
+            np.random.default_rng(motion_seq),  # the same paths at every scale
+            height=h,
+            width=w,
+            times=times,
+            background=background,
+            sprites=sprites,
+            motion=motion.scaled(scale),
+            select=select,
+        )  # (len(select), 3, H, W)
+
+    linear, scale = _render_calibrated(
+        render,
+        num_subframes=t * s,
+        exposed=exposed_idx,
+        gamma=spec.gamma,
+        target=params.blur_target_db if calibrate else None,
+        max_scale=max_scale,
+    )  # (T*S, 3, H, W)
+    blurry, sharp = _expose(linear[exposed_idx], e, spec.gamma)  # (T, 3, H, W) each
+    params = dataclasses.replace(
+        params,
+        speed_px=params.speed_px * scale,
+        rotation_rad=params.rotation_rad * scale,
+        zoom=params.zoom * scale,
+        sprite_speed_px=params.sprite_speed_px * scale,
+        motion_scale=scale,
+        blur_psnr_db=frames_psnr(blurry, sharp),
+    )
 
     cam_rng = np.random.default_rng(camera_seq)
     gain, dark = _fixed_pattern(params, cam_rng, (h, w))
-    luminance = np.einsum("nchw,c->nhw", linear, _LUMA)  # (T*S, H, W) linear
+    luminance = np.einsum("nchw,c->nhw", linear, LUMA)  # (T*S, H, W) linear
     spikes = simulate_spikes(
         luminance,
         threshold=1.0 / params.white_rate,
@@ -335,8 +489,8 @@ def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticCl
         )  # (T, K, 2)
     logger.debug("generated %s clip %d: %s", split, index, params)
     return SyntheticClip(
-        blurry=encode(blurry_lin),
-        sharp=encode(sharp_lin),
+        blurry=blurry,
+        sharp=sharp,
         spikes=spikes,
         exposures=exposures,
         windows=windows,

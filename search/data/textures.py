@@ -16,7 +16,15 @@ import numpy as np
 
 from search.data.errors import DataError
 
-__all__ = ["PHOTO_TEXTURES", "PROCEDURAL", "photo_texture", "dead_leaves", "srgb_to_linear"]
+__all__ = [
+    "PHOTO_TEXTURES",
+    "SMOOTH_TEXTURES",
+    "BLUR_TEXTURES",
+    "PROCEDURAL",
+    "photo_texture",
+    "dead_leaves",
+    "srgb_to_linear",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +45,11 @@ PHOTO_TEXTURES: tuple[str, ...] = (
     "camera",
     "moon",
 )
+#: Photographs too smooth to blur like GoPro frames at plausible speeds: at 64x64 and 10 px of
+#: motion per frame period their blurry frames score about 40 dB where the others score 23-30.
+SMOOTH_TEXTURES: tuple[str, ...] = ("retina", "moon")
+#: The photographs synthetic clips draw from by default.
+BLUR_TEXTURES: tuple[str, ...] = tuple(t for t in PHOTO_TEXTURES if t not in SMOOTH_TEXTURES)
 #: Name that selects a procedural dead-leaves texture.
 PROCEDURAL = "dead_leaves"
 
