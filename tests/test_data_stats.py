@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import search.budgets as budgets
+import search.measure.budgets as budgets
 from search.data import DataError, SyntheticSpec, generate_clip
 from search.data.blur import frames_psnr
 from search.data.cli import main

@@ -94,7 +94,7 @@ def _write_synthetic(args: argparse.Namespace) -> None:
 
 
 def _stats(args: argparse.Namespace) -> None:
-    from search.budgets import BUDGETS  # lazily: budgets import the model package
+    from search.measure.budgets import BUDGETS  # lazily: budgets import the model package
 
     if args.budget != "all" and args.budget not in BUDGETS:
         raise DataError(f"unknown budget {args.budget!r} (valid: {', '.join(BUDGETS)}, all)")

@@ -1,6 +1,7 @@
 """The spike camera's ``.dat`` format: read and write binary spike streams.
 
-Format (verified on real files, see ``shared/notes/spike-camera.md`` §2.5): frames back to back
+Format (as the public spike-camera toolkits read and write it, checked on real captures): frames
+back to back
 with no header; each frame holds ``ceil(H * W / 8)`` bytes; pixels in row-major order, 8 pixels
 per byte, pixel ``8k + b`` in bit ``b`` (least-significant bit first); when ``H * W`` is not a
 multiple of 8 the last byte of each frame is zero-padded. Every frame is stored upside down

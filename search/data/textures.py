@@ -1,7 +1,7 @@
 """Textures for synthetic scenes: real photographs bundled with scikit-image, plus procedural ones.
 
 The photographs listed in :data:`PHOTO_TEXTURES` ship inside the scikit-image wheel and load with
-no network (checked on scikit-image 0.26; see ``shared/notes/spike-camera.md`` §4.1). Procedural
+no network (checked on scikit-image 0.26). Procedural
 "dead leaves" textures (occluding discs with power-law sizes, some striped) complement them.
 All textures are returned in linear light (sRGB values raised to the power ``gamma``).
 """

@@ -213,7 +213,7 @@ def _make_timer(model: nn.Module, rgb: torch.Tensor, spike: torch.Tensor) -> Cal
 
 def profile_parts(
     model: nn.Module, rgb: torch.Tensor, spike: torch.Tensor, *, runs: int
-) -> tuple[dict[str, float], float]:
+) -> tuple[dict[str, float], float | None]:
     """Per-part times from synchronised forwards through ``model.set_part_timer``.
 
     Call it inside the deployment mode (eval, inference, autocast). ``model`` implements
@@ -222,8 +222,11 @@ def profile_parts(
     ``other`` = end-to-end minus the parts.
 
     Returns:
-        (part -> median ms over ``runs`` forwards, incl. ``other``; median end-to-end ms).
+        (part -> median ms over ``runs`` forwards, incl. ``other``; median end-to-end ms), or
+        ``({}, None)`` when ``runs`` is 0 or the model has no part timer.
     """
+    if runs <= 0 or not (hasattr(model, "set_part_timer") and hasattr(model, "part_names")):
+        return {}, None
     device = rgb.device
     acc: dict[str, float] = {}
 
@@ -242,7 +245,7 @@ def profile_parts(
     totals: list[float] = []
     model.set_part_timer(timer)
     try:
-        for _ in range(max(1, runs)):
+        for _ in range(runs):
             acc.clear()
             synchronize(device)
             t0 = time.perf_counter_ns()
@@ -291,13 +294,43 @@ class PeakStorage(TorchDispatchMode):
         return out
 
 
-def _cpu_peak_mb(model: nn.Module, rgb: torch.Tensor, spike: torch.Tensor) -> float:
-    """Parameters + buffers + inputs + the activation peak of one forward, in MiB."""
+def _peak_mb(model: nn.Module, rgb: torch.Tensor, spike: torch.Tensor) -> float | None:
+    """Peak memory in MiB: the CUDA allocator's peak since the last reset, or on the CPU the
+    parameters, buffers and inputs plus the activation peak of one forward (None elsewhere)."""
+    if rgb.device.type == "cuda":
+        return torch.cuda.max_memory_allocated(rgb.device) / 2**20
+    if rgb.device.type != "cpu":
+        return None
     held = [*model.parameters(), *model.buffers(), rgb, spike]
     resident = sum(t.numel() * t.element_size() for t in held)
     with PeakStorage() as tracker:
         model(rgb, spike)
     return (resident + tracker.peak) / 2**20
+
+
+def _timed(
+    model: nn.Module,
+    rgb: torch.Tensor,
+    spike: torch.Tensor,
+    *,
+    warmup: int,
+    repeats: int,
+    cv_threshold: float,
+    max_attempts: int,
+) -> tuple[SampleStats, int, bool]:
+    """Warm up, then time blocks of synchronised forwards (:func:`repeat_until_stable`).
+
+    The CUDA allocator's peak is reset after the warm-up, so it covers the timed forwards.
+    """
+    for _ in range(warmup):
+        model(rgb, spike)
+    synchronize(rgb.device)
+    if rgb.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(rgb.device)
+    timer = _make_timer(model, rgb, spike)
+    return repeat_until_stable(
+        timer, repeats=repeats, cv_threshold=cv_threshold, max_attempts=max_attempts
+    )
 
 
 def measure_latency(
@@ -313,50 +346,32 @@ def measure_latency(
     profile_runs: int | None = None,
     measure_memory: bool = True,
 ) -> Latency:
-    """Measure the deployment forward of ``model`` at the inputs' shape.
+    """Measure the deployment forward of ``model`` at the inputs' shape: a :class:`Latency`.
 
     Args:
         model: A module ``model(rgb, spike) -> restored``, already on the inputs' device. If it
             implements ``part_names`` / ``set_part_timer`` a per-stage profile is taken too.
         rgb: (B, T, 3, H, W) in [0, 1].
         spike: (B, T, K, H, W).
-        amp: Autocast dtype; False/None for full precision; True for the device default
-            (fp16 on CUDA, bf16 on CPU).
+        amp: Autocast dtype, False/None for full precision, True for the device's default.
         warmup: Untimed forwards first; ``repeats``: timed forwards per block (>= 2).
         cv_threshold: A block with a larger CV is re-measured (up to ``max_attempts`` blocks)
             and the result flagged noisy if none is quiet enough.
         profile_runs: Forwards of the profiling pass (default ``max(5, repeats // 4)``; 0 skips).
         measure_memory: Also measure peak memory.
-
-    Returns:
-        The :class:`Latency` record.
     """
     device = rgb.device
     if device.type == "cpu":
         tune_malloc()
     dtype = resolve_amp_dtype(True, "auto", device) if amp is True else (amp or None)
     with _deploy_mode(model, device, dtype):
-        for _ in range(warmup):
-            model(rgb, spike)
-        synchronize(device)
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
-        timer = _make_timer(model, rgb, spike)
-        stats, attempts, noisy = repeat_until_stable(
-            timer, repeats=repeats, cv_threshold=cv_threshold, max_attempts=max_attempts
-        )
-        peak: float | None = None
-        if measure_memory and device.type == "cuda":
-            peak = torch.cuda.max_memory_allocated(device) / 2**20
-        elif measure_memory and device.type == "cpu":
-            peak = _cpu_peak_mb(model, rgb, spike)
+        stats, attempts, noisy = _timed(
+            model, rgb, spike, warmup=warmup, repeats=repeats, cv_threshold=cv_threshold,
+            max_attempts=max_attempts,
+        )  # fmt: skip
+        peak = _peak_mb(model, rgb, spike) if measure_memory else None
         runs = max(5, repeats // 4) if profile_runs is None else profile_runs
-        profiled = runs > 0 and hasattr(model, "set_part_timer") and hasattr(model, "part_names")
-        per_stage: dict[str, float] = {}
-        profile_total: float | None = None
-        if profiled:
-            per_stage, profile_total = profile_parts(model, rgb, spike, runs=runs)
-    stage_err = sum(per_stage.values()) / stats.median_ms - 1.0 if per_stage else None
+        per_stage, profile_total = profile_parts(model, rgb, spike, runs=runs)
     result = Latency(
         **{k: getattr(stats, k) for k in ("median_ms", "p90_ms", "cv", "mean_ms", "samples_ms")},
         repeats=repeats,
@@ -365,7 +380,7 @@ def measure_latency(
         noisy=noisy,
         attempts=attempts,
         profile_total_ms=profile_total,
-        stage_sum_error=stage_err,
+        stage_sum_error=sum(per_stage.values()) / stats.median_ms - 1.0 if per_stage else None,
         device=str(device),
         device_name=device_name(device),
         threads=torch.get_num_threads(),
@@ -374,10 +389,14 @@ def measure_latency(
         spike_shape=tuple(spike.shape),
         loadavg=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     )
-    if device.type == "cpu" and (result.loadavg or 0) > (os.cpu_count() or 1):
-        logger.warning("load average %.1f exceeds %s cores: CPU timing is unreliable",
-                       result.loadavg, os.cpu_count())  # fmt: skip
-    msg = "latency %.2f ms (p90 %.2f, cv %.3f%s) on %s, shape %s"
-    flag = ", NOISY" if noisy else ""
-    logger.info(msg, result.median_ms, result.p90_ms, result.cv, flag, device, result.rgb_shape)
+    _log(result)
     return result
+
+
+def _log(r: Latency) -> None:
+    if r.device == "cpu" and (r.loadavg or 0) > (os.cpu_count() or 1):
+        logger.warning("load average %.1f exceeds %s cores: CPU timing is unreliable",
+                       r.loadavg, os.cpu_count())  # fmt: skip
+    msg = "latency %.2f ms (p90 %.2f, cv %.3f%s) on %s, shape %s"
+    flag = ", NOISY" if r.noisy else ""
+    logger.info(msg, r.median_ms, r.p90_ms, r.cv, flag, r.device, r.rgb_shape)

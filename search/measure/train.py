@@ -385,14 +385,9 @@ def train_model(
         val_clips=min(budget.num_val_clips, len(data.val)),
         params=sum(p.numel() for p in s.model.parameters()),
     )
-    logger.info(
-        "trained %d steps in %.1f s: PSNR %.2f dB (input %.2f), SSIM %.4f",
-        budget.steps,
-        train_s,
-        result.psnr_db,
-        result.input_psnr_db,
-        result.ssim,
-    )
+    r = result
+    logger.info("trained %d steps in %.1f s: PSNR %.2f dB (input %.2f), SSIM %.4f",
+                budget.steps, train_s, r.psnr_db, r.input_psnr_db, r.ssim)  # fmt: skip
     return TrainedModel(model=s.model.eval(), result=result, preview=preview)
 
 

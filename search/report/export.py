@@ -103,7 +103,7 @@ def export_trial(
     rec = TrialRecord.of(trial)
     stored = rec.trained_config if proxy else rec.config
     if stored is None:
-        what = "trained_config" if proxy else "config"
+        what = "trained proxy" if proxy else "deployment config"
         raise StudyError(f"trial {trial.number} has no stored {what}; cannot rebuild it")
     cfg = VRTSpikeConfig.from_dict(stored)
     block = provenance(study, rec, storage=storage, policy=policy, proxy=proxy)

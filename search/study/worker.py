@@ -232,8 +232,7 @@ def run_worker(
         objective: Returns ``(latency_ms, psnr_db)``; raises ``TrialPruned`` to prune.
         total: Counted trials the study should hold, across all workers.
         gate: The storage gate.
-        catch: Exceptions that fail a trial without stopping the worker (the objective sets
-            ``fail_reason``).
+        catch: Exceptions that fail a trial (with its reason) without stopping the worker.
         callbacks: Called with ``(study, frozen_trial)`` after each trial this worker ends.
         timeout: Seconds after which no new trial is started.
         max_retry: Retries of one configuration after lost or interrupted attempts.
@@ -261,16 +260,8 @@ def run_worker(
             logger.info("last trials are running elsewhere; waiting for them to end or be lost")
             time.sleep(interval or 2)
             continue
-        frozen = _run_one(
-            study,
-            trial,
-            objective,
-            catch,
-            beat=beat,
-            pending=pending,
-            gate=gate,
-            max_retry=max_retry,
-        )
+        frozen = _run_one(study, trial, objective, catch, beat=beat, pending=pending, gate=gate,
+                          max_retry=max_retry)  # fmt: skip
         done += 1
         if frozen is not None:
             for callback in callbacks:
