@@ -71,6 +71,73 @@ def _sampling_grid(
     return rearrange(grid_yx.flip(-1), "ng k h w two -> ng (k h) w two")  # (x, y) order
 
 
+def _check_shapes(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    mask: torch.Tensor,
+    weight: torch.Tensor,
+    *,
+    padding: int,
+    dilation: int,
+) -> tuple[int, int, int]:
+    """Check :func:`deform_conv2d`'s operands against each other.
+
+    Returns:
+        (G, Ho, Wo): the offset group count and the output size.
+
+    Raises:
+        ValueError: channel counts or shapes that do not fit together.
+    """
+    n, c, h, w = x.shape
+    _, cin, kh, kw = weight.shape
+    k = kh * kw
+    ho, wo = h + 2 * padding - dilation * (kh - 1), w + 2 * padding - dilation * (kw - 1)
+    if cin != c:
+        raise ValueError(f"weight expects {cin} input channels, x has {c}")
+    if offset.ndim != 4 or offset.shape[1] % (2 * k) or offset.shape[1] == 0:
+        raise ValueError(
+            f"offset channels must be a positive multiple of 2*{k}, got {offset.shape}"
+        )
+    groups = offset.shape[1] // (2 * k)
+    if c % groups:
+        raise ValueError(f"{c} input channels are not divisible by {groups} offset groups")
+    if offset.shape != (n, 2 * groups * k, ho, wo) or mask.shape != (n, groups * k, ho, wo):
+        raise ValueError(
+            f"offset {tuple(offset.shape)} / mask {tuple(mask.shape)} do not match the output "
+            f"{(n, ho, wo)} with {groups} offset groups and a {kh}x{kw} kernel"
+        )
+    return groups, ho, wo
+
+
+def _modulated_columns(
+    x: torch.Tensor, grid: torch.Tensor, mask: torch.Tensor, *, groups: int, taps: int
+) -> torch.Tensor:
+    """Sample ``x`` at every (group, tap) point of ``grid`` and apply the mask.
+
+    Args:
+        x: Input (N, C, H, W).
+        grid: (N*G, K*Ho, Wo, 2) grid from :func:`_sampling_grid`.
+        mask: (N, G*K, Ho, Wo) modulation.
+        groups: Offset groups G.
+        taps: Kernel taps K.
+
+    Returns:
+        (N, C*K, Ho*Wo) im2col-style columns in ``x``'s dtype, channel-major then tap.
+    """
+    n = x.shape[0]
+    src = rearrange(x, "n (g c) h w -> (n g) c h w", g=groups).to(grid.dtype)
+    sampled = F.grid_sample(
+        src, grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )  # (N*G, C/G, K*Ho, Wo)
+    sampled = rearrange(sampled, "(n g) c (k h) w -> n g c k h w", n=n, k=taps)
+    mod = rearrange(mask, "n (g k) h w -> n g 1 k h w", g=groups).to(sampled.dtype)
+    if torch.is_grad_enabled() and (sampled.requires_grad or mod.requires_grad):
+        sampled = sampled * mod  # the product's backward needs both factors
+    else:
+        sampled = sampled.mul_(mod)  # inference: save one 9x-sized buffer
+    return rearrange(sampled, "n g c k h w -> n (g c k) (h w)").to(x.dtype)  # (N, C*K, Ho*Wo)
+
+
 def deform_conv2d(
     x: torch.Tensor,
     offset: torch.Tensor,
@@ -103,38 +170,14 @@ def deform_conv2d(
     Returns:
         (N, Cout, Ho, Wo) with Ho = H + 2*padding - dilation*(kh-1), likewise Wo.
     """
+    groups, ho, _ = _check_shapes(x, offset, mask, weight, padding=padding, dilation=dilation)
     n, c, h, w = x.shape
-    cout, cin, kh, kw = weight.shape
+    cout, _, kh, kw = weight.shape
     k = kh * kw
-    ho, wo = h + 2 * padding - dilation * (kh - 1), w + 2 * padding - dilation * (kw - 1)
-    if cin != c:
-        raise ValueError(f"weight expects {cin} input channels, x has {c}")
-    if offset.ndim != 4 or offset.shape[1] % (2 * k) or offset.shape[1] == 0:
-        raise ValueError(
-            f"offset channels must be a positive multiple of 2*{k}, got {offset.shape}"
-        )
-    groups = offset.shape[1] // (2 * k)
-    if c % groups:
-        raise ValueError(f"{c} input channels are not divisible by {groups} offset groups")
-    if offset.shape != (n, 2 * groups * k, ho, wo) or mask.shape != (n, groups * k, ho, wo):
-        raise ValueError(
-            f"offset {tuple(offset.shape)} / mask {tuple(mask.shape)} do not match the output "
-            f"{(n, ho, wo)} with {groups} offset groups and a {kh}x{kw} kernel"
-        )
     grid = _sampling_grid(
         offset, in_hw=(h, w), kernel=(kh, kw), padding=padding, dilation=dilation, groups=groups
     )  # (N*G, K*Ho, Wo, 2)
-    src = rearrange(x, "n (g c) h w -> (n g) c h w", g=groups).to(grid.dtype)
-    sampled = F.grid_sample(
-        src, grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )  # (N*G, C/G, K*Ho, Wo)
-    sampled = rearrange(sampled, "(n g) c (k h) w -> n g c k h w", n=n, k=k)
-    mod = rearrange(mask, "n (g k) h w -> n g 1 k h w", g=groups).to(sampled.dtype)
-    if torch.is_grad_enabled() and (sampled.requires_grad or mod.requires_grad):
-        sampled = sampled * mod  # the product's backward needs both factors
-    else:
-        sampled = sampled.mul_(mod)  # inference: save one 9x-sized buffer
-    cols = rearrange(sampled, "n g c k h w -> n (g c k) (h w)").to(x.dtype)  # (N, C*K, Ho*Wo)
+    cols = _modulated_columns(x, grid, mask, groups=groups, taps=k)  # (N, C*K, Ho*Wo)
     w2d = weight.reshape(cout, c * k).expand(n, -1, -1)  # (N, Cout, C*K)
     out = (
         torch.bmm(w2d, cols) if bias is None else torch.baddbmm(bias.view(1, cout, 1), w2d, cols)

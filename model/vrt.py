@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from .config import VRTSpikeConfig, stage_scale_index
+from .config import ModelConfig, VRTSpikeConfig, stage_scale_index
 from .flow import SpyNet, align_images, compute_flows
 from .spike import SpikeEncoder, SpikeTemporalSelfAttention, TemporalCrossAttentionFusion
 from .stage import ReconstructionGroup, Stage
@@ -46,6 +46,95 @@ def _drop_path_schedule(rate: float, depths: tuple[int, ...]) -> list[list[float
     return out
 
 
+def _build_stages(m: ModelConfig, dpr: list[list[float]], ckpt: dict[str, bool]) -> nn.ModuleList:
+    """Stages 1-7 (the U-Net over space), in order.
+
+    Args:
+        m: The model's configuration.
+        dpr: Drop-path rates per block, one list per entry of ``m.vrt_depths``.
+        ckpt: The ``checkpoint_attn`` / ``checkpoint_ffn`` flags.
+    """
+    dims, heads, depths = m.embed_dims, m.num_heads, m.vrt_depths
+    return nn.ModuleList(
+        Stage(
+            in_dim=dims[max(i - 1, 0)],
+            dim=dims[i],
+            depth=depths[i],
+            heads=heads[i],
+            window=m.window_size,
+            temporal_window=m.temporal_window,
+            reshape=_RESHAPES[i],  # type: ignore[arg-type]
+            mutual_ratio=m.mutual_attn_ratio,
+            mlp_ratio=m.mlp_ratio,
+            drop_path=dpr[i],
+            deformable_groups=m.deformable_groups,
+            max_residue_magnitude=10.0 / 2 ** stage_scale_index(i + 1),
+            **ckpt,
+        )
+        for i in range(7)
+    )
+
+
+def _build_stage8(m: ModelConfig, dpr: list[list[float]], ckpt: dict[str, bool]) -> nn.ModuleList:
+    """Stage 8's reconstruction groups (entries 8.. of ``m.vrt_depths``), in order.
+
+    Groups listed in ``m.indep_reconsts`` attend within single frames (temporal window 1).
+
+    Args:
+        m: The model's configuration.
+        dpr: Drop-path rates per block, one list per entry of ``m.vrt_depths``.
+        ckpt: The ``checkpoint_attn`` / ``checkpoint_ffn`` flags.
+    """
+    return nn.ModuleList(
+        ReconstructionGroup(
+            dim=m.embed_dims[7],
+            heads=m.num_heads[7],
+            window=(
+                1 if i in m.indep_reconsts else m.temporal_window,
+                m.window_size,
+                m.window_size,
+            ),
+            mlp_ratio=m.mlp_ratio,
+            drop_path=dpr[i],
+            **ckpt,
+        )
+        for i in range(7, len(m.vrt_depths))
+    )
+
+
+def _build_spike_tsa(m: ModelConfig) -> nn.ModuleDict:
+    """Temporal self-attention of the spike features, keyed by the scale index they refine."""
+    tsa = m.spike_tsa
+    return nn.ModuleDict(
+        {
+            str(s): SpikeTemporalSelfAttention(
+                dim=m.embed_dims[s],
+                heads=tsa.heads,
+                chunking=tsa.chunking,
+                mlp_ratio=tsa.mlp_ratio,
+            )
+            for s in m.spike_scales()
+        }
+    )
+
+
+def _build_fusion(m: ModelConfig, fuse_stages: tuple[int, ...]) -> nn.ModuleDict:
+    """Spike-into-RGB cross-attention fusions, keyed by the stage (1-7) they follow."""
+    dims, fz = m.embed_dims, m.fuse
+    return nn.ModuleDict(
+        {
+            str(s): TemporalCrossAttentionFusion(
+                dim=dims[s - 1],
+                spike_dim=dims[stage_scale_index(s)],
+                heads=fz.heads,
+                chunking=fz.chunking,
+                mlp_ratio=fz.mlp_ratio,
+            )
+            for s in fuse_stages
+        }
+    )
+
+
 class VRTSpike(nn.Module):
     """The VRT-Spike network built from a :class:`~model.config.VRTSpikeConfig`.
 
@@ -58,47 +147,16 @@ class VRTSpike(nn.Module):
         super().__init__()
         self.cfg = cfg
         m, tr = cfg.model, cfg.train
-        dims, heads, depths = m.embed_dims, m.num_heads, m.vrt_depths
+        dims = m.embed_dims
         ckpt = dict(checkpoint_attn=tr.use_checkpoint_attn, checkpoint_ffn=tr.use_checkpoint_ffn)
-        dpr = _drop_path_schedule(m.drop_path_rate, depths)
+        dpr = _drop_path_schedule(m.drop_path_rate, m.vrt_depths)
 
         self.spynet = SpyNet()
         self.conv_first = nn.Conv2d(27, dims[0], 3, padding=1)  # VRT's Conv3d (1, 3, 3)
-        self.stages = nn.ModuleList(
-            Stage(
-                in_dim=dims[max(i - 1, 0)],
-                dim=dims[i],
-                depth=depths[i],
-                heads=heads[i],
-                window=m.window_size,
-                temporal_window=m.temporal_window,
-                reshape=_RESHAPES[i],  # type: ignore[arg-type]
-                mutual_ratio=m.mutual_attn_ratio,
-                mlp_ratio=m.mlp_ratio,
-                drop_path=dpr[i],
-                deformable_groups=m.deformable_groups,
-                max_residue_magnitude=10.0 / 2 ** stage_scale_index(i + 1),
-                **ckpt,
-            )
-            for i in range(7)
-        )
+        self.stages = _build_stages(m, dpr, ckpt)
         self.stage8_norm = nn.LayerNorm(dims[6])
         self.stage8_linear = nn.Linear(dims[6], dims[7])
-        self.stage8 = nn.ModuleList(
-            ReconstructionGroup(
-                dim=dims[7],
-                heads=heads[7],
-                window=(
-                    1 if i in m.indep_reconsts else m.temporal_window,
-                    m.window_size,
-                    m.window_size,
-                ),
-                mlp_ratio=m.mlp_ratio,
-                drop_path=dpr[i],
-                **ckpt,
-            )
-            for i in range(7, len(depths))
-        )
+        self.stage8 = _build_stage8(m, dpr, ckpt)
         self.norm = nn.LayerNorm(dims[7])
         self.conv_after_body = nn.Linear(dims[7], dims[0])
         self.conv_last = nn.Conv2d(dims[0], 3, 3, padding=1)
@@ -111,31 +169,9 @@ class VRTSpike(nn.Module):
         self.use_spike = m.use_spike and bool(m.fuse.stages)  # no fusion: the branch is unused
         self.fuse_stages = m.fuse.stages if self.use_spike else ()
         if self.use_spike:
-            tsa, fz = m.spike_tsa, m.fuse
             self.spike_encoder = SpikeEncoder(in_bins=cfg.data.num_voxel_bins, dims=dims[:4])
-            self.spike_tsa = nn.ModuleDict(
-                {
-                    str(s): SpikeTemporalSelfAttention(
-                        dim=dims[s],
-                        heads=tsa.heads,
-                        chunking=tsa.chunking,
-                        mlp_ratio=tsa.mlp_ratio,
-                    )
-                    for s in m.spike_scales()
-                }
-            )
-            self.fusion = nn.ModuleDict(
-                {
-                    str(s): TemporalCrossAttentionFusion(
-                        dim=dims[s - 1],
-                        spike_dim=dims[stage_scale_index(s)],
-                        heads=fz.heads,
-                        chunking=fz.chunking,
-                        mlp_ratio=fz.mlp_ratio,
-                    )
-                    for s in self.fuse_stages
-                }
-            )
+            self.spike_tsa = _build_spike_tsa(m)
+            self.fusion = _build_fusion(m, self.fuse_stages)
         self._timer: PartTimer | None = None
 
     # ---- profiling contract ------------------------------------------------------------------

@@ -43,6 +43,63 @@ def frames_psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean(-10 * np.log10(np.maximum(mse, 1e-10))))
 
 
+_Eval = tuple[float, float]  # (x = log2(scale), psnr - target)
+
+
+def _next_x(
+    x1: float,
+    g1: float,
+    *,
+    prev: _Eval | None,
+    sharp: _Eval | None,
+    blurred: _Eval | None,
+    bounds: tuple[float, float],
+) -> float | None:
+    """The next ``x`` to evaluate after ``(x1, g1)``.
+
+    Inside a bracket, the false-position point of its ends; otherwise a secant step towards
+    the target (from ``prev`` if the slope is falling, else the assumed slope), at most
+    ``_MAX_STEP`` doublings and clamped to ``bounds``.
+
+    Returns:
+        The next ``x``, or None when the step is clamped back to ``x1``: the target lies beyond
+        a bound.
+    """
+    if sharp is not None and blurred is not None:  # bracketed: Illinois false position
+        (xa, ga), (xb, gb) = sharp, blurred
+        return xa - ga * (xb - xa) / (gb - ga)
+    slope = -_DB_PER_DOUBLING  # extrapolate towards the target
+    if prev is not None and prev[0] != x1 and (g1 - prev[1]) / (x1 - prev[0]) < 0:
+        slope = (g1 - prev[1]) / (x1 - prev[0])
+    step = max(-_MAX_STEP, min(_MAX_STEP, -g1 / slope))
+    lo_x, hi_x = bounds
+    x = min(max(x1 + step, lo_x), hi_x)
+    return None if x == x1 else x
+
+
+def _update_bracket(
+    point: _Eval, *, sharp: _Eval | None, blurred: _Eval | None, side: int
+) -> tuple[_Eval | None, _Eval | None, int]:
+    """Move the bracket end on ``point``'s side to it (Illinois: halve a twice-kept end).
+
+    Args:
+        point: The new evaluation ``(x, psnr - target)``.
+        sharp: The bracket end with too little blur (error > 0), if any.
+        blurred: The bracket end with too much blur (error <= 0), if any.
+        side: Which end the previous evaluation replaced (1: sharp, -1: blurred, 0: none).
+
+    Returns:
+        (sharp, blurred, side) after the evaluation.
+    """
+    if point[1] > 0:
+        if side == 1 and blurred is not None:
+            blurred = (blurred[0], blurred[1] / 2)
+        return point, blurred, 1
+    if side == -1 and sharp is not None:
+        sharp = (sharp[0], sharp[1] / 2)
+    return sharp, point, -1
+
+
 def solve_motion_scale(
     psnr_at: Callable[[float], float],
     *,
@@ -71,7 +128,7 @@ def solve_motion_scale(
         (scale, PSNR at that scale): the evaluated scale closest to the target.
     """
     lo_x, hi_x = math.log2(min_scale), math.log2(max_scale)
-    evals: list[tuple[float, float]] = []  # (x, psnr - target)
+    evals: list[_Eval] = []  # (x, psnr - target)
 
     def err(x: float) -> float:
         value = psnr_at(2.0**x) - target
@@ -80,35 +137,18 @@ def solve_motion_scale(
 
     x0 = min(max(0.0, lo_x), hi_x)
     g0 = err(x0)
-    sharp: tuple[float, float] | None = (x0, g0) if g0 > 0 else None  # too little blur
-    blurred: tuple[float, float] | None = (x0, g0) if g0 <= 0 else None  # too much blur
+    sharp: _Eval | None = (x0, g0) if g0 > 0 else None  # too little blur
+    blurred: _Eval | None = (x0, g0) if g0 <= 0 else None  # too much blur
     x1, g1 = x0, g0
-    prev: tuple[float, float] | None = None
+    prev: _Eval | None = None
     side = 0  # Illinois: which bracket end was kept twice in a row
     while abs(g1) > tol and len(evals) < max_evals:
-        if sharp is not None and blurred is not None:  # bracketed: Illinois false position
-            (xa, ga), (xb, gb) = sharp, blurred
-            x = xa - ga * (xb - xa) / (gb - ga)
-        else:  # extrapolate towards the target
-            slope = -_DB_PER_DOUBLING
-            if prev is not None and prev[0] != x1 and (g1 - prev[1]) / (x1 - prev[0]) < 0:
-                slope = (g1 - prev[1]) / (x1 - prev[0])
-            step = max(-_MAX_STEP, min(_MAX_STEP, -g1 / slope))
-            x = min(max(x1 + step, lo_x), hi_x)
-            if x == x1:  # the target lies beyond a bound
-                break
+        x = _next_x(x1, g1, prev=prev, sharp=sharp, blurred=blurred, bounds=(lo_x, hi_x))
+        if x is None:  # the target lies beyond a bound
+            break
         prev = (x1, g1)
         x1, g1 = x, err(x)
-        if g1 > 0:
-            sharp = (x1, g1)
-            if side == 1 and blurred is not None:
-                blurred = (blurred[0], blurred[1] / 2)
-            side = 1
-        else:
-            blurred = (x1, g1)
-            if side == -1 and sharp is not None:
-                sharp = (sharp[0], sharp[1] / 2)
-            side = -1
+        sharp, blurred, side = _update_bracket((x1, g1), sharp=sharp, blurred=blurred, side=side)
     x_best, g_best = min(evals, key=lambda e: abs(e[1]))
     logger.debug("motion scale %.3f: %.2f dB after %d renders", 2**x_best, g_best, len(evals))
     return 2.0**x_best, g_best + target

@@ -166,6 +166,104 @@ def _span(coords: np.ndarray, lo: float, hi: float) -> slice:
     return slice(int(np.searchsorted(coords, lo)), int(np.searchsorted(coords, hi, side="right")))
 
 
+def _camera_coefs(
+    rng: np.random.Generator, times: np.ndarray, *, motion: SceneMotion, texture_hw: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the camera's trajectory; the background's affine sampling coefficients.
+
+    Args:
+        rng: Random generator (draws the translation, then the rotation, then the zoom path).
+        times: Float (N,) sub-frame times in frame periods.
+        motion: Motion magnitudes (a zero rotation or zoom draws no path).
+        texture_hw: The background's (h, w).
+
+    Returns:
+        (coef_x, coef_y), float64 (N, 3) each, as :func:`_sample` takes them.
+    """
+    n = len(times)
+    shift = smooth_path(rng, times, speed=motion.speed, dims=2)  # (N, 2)
+    angle = smooth_path(rng, times, speed=motion.rotation, dims=1)[:, 0] if motion.rotation else 0
+    log_zoom = smooth_path(rng, times, speed=motion.zoom, dims=1)[:, 0] if motion.zoom else 0
+    zoom = np.exp(np.zeros(n) + log_zoom)
+    cos, sin = zoom * np.cos(angle), zoom * np.sin(angle)  # (N,)
+    th, tw = texture_hw
+    coef_x = np.stack([tw / 2 - 0.5 + shift[:, 0], cos, -sin], axis=1)  # (N, 3)
+    coef_y = np.stack([th / 2 - 0.5 + shift[:, 1], sin, cos], axis=1)  # (N, 3)
+    return coef_x, coef_y
+
+
+def _sprite_path(
+    rng: np.random.Generator,
+    times: np.ndarray,
+    *,
+    motion: SceneMotion,
+    sprite_hw: tuple[int, int],
+    frame_hw: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Draw one sprite's trajectory and spin; its sampling coefficients and centre.
+
+    Args:
+        rng: Random generator (draws the start, the path, the spin, then the start angle).
+        times: Float (N,) sub-frame times in frame periods.
+        motion: Motion magnitudes.
+        sprite_hw: The sprite's (hs, ws).
+        frame_hw: The output's (H, W).
+
+    Returns:
+        (coef_x, coef_y) float64 (N, 3) each, as :func:`_sample` takes them, and the centre
+        float64 (N, 2) as (x, y) relative to the output centre.
+    """
+    sh, sw = sprite_hw
+    height, width = frame_hw
+    n = len(times)
+    start = rng.uniform([-0.35 * width, -0.35 * height], [0.35 * width, 0.35 * height])
+    centre = start + smooth_path(rng, times, speed=motion.sprite_speed, dims=2, turn=0.8)
+    spin = rng.uniform(-1, 1) * max(motion.rotation * 3, 0.05)
+    phi = rng.uniform(0, 2 * np.pi) + spin * (times - times[n // 2])  # (N,)
+    c, s = np.cos(phi), np.sin(phi)
+    cx, cy = centre[:, 0], centre[:, 1]
+    # sprite coords = R(-phi) (p - centre) + sprite centre
+    coef_x = np.stack([sw / 2 - 0.5 - c * cx - s * cy, c, s], axis=1)  # (N, 3)
+    coef_y = np.stack([sh / 2 - 0.5 + s * cx - c * cy, -s, c], axis=1)  # (N, 3)
+    return coef_x, coef_y, centre
+
+
+def _paste_sprite(
+    frames: torch.Tensor,
+    sprite: np.ndarray,
+    coef_x: np.ndarray,
+    coef_y: np.ndarray,
+    centre: np.ndarray,
+    *,
+    ys: np.ndarray,
+    xs: np.ndarray,
+) -> None:
+    """Composite a sprite over ``frames`` in place, sampling only its bounding box.
+
+    Args:
+        frames: Float32 (M, 3, H, W) linear frames, written in place.
+        sprite: Float32 (4, hs, ws) premultiplied RGBA sprite.
+        coef_x: Float64 (M, 3) sprite x sampling coefficients of each frame.
+        coef_y: Float64 (M, 3) the same for y.
+        centre: Float64 (M, 2) sprite centre (x, y) relative to the output centre.
+        ys: Float (H,) output row coordinates relative to the output centre.
+        xs: Float (W,) output column coordinates relative to the output centre.
+    """
+    _, sh, sw = sprite.shape
+    cx, cy = centre[:, 0], centre[:, 1]  # (M,)
+    reach = 0.5 * math.hypot(sh, sw) + 1.0
+    m = len(coef_x)
+    for f0 in range(0, m, _SPRITE_CHUNK):  # sample only the sprite's bounding box
+        sl = slice(f0, min(m, f0 + _SPRITE_CHUNK))
+        rows = _span(ys, cy[sl].min() - reach, cy[sl].max() + reach)
+        cols = _span(xs, cx[sl].min() - reach, cx[sl].max() + reach)
+        if rows.start >= rows.stop or cols.start >= cols.stop:
+            continue
+        rgba = _sample(sprite, coef_x[sl], coef_y[sl], ys=ys[rows], xs=xs[cols], padding="zeros")
+        target = frames[sl, :, rows, cols]  # (n', 3, h', w') view
+        target.mul_(1.0 - rgba[:, 3:]).add_(rgba[:, :3])  # premultiplied "over", linear light
+
+
 def render_scene(
     rng: np.random.Generator,
     *,
@@ -199,43 +297,17 @@ def render_scene(
     """
     n = len(times)
     rows_out = np.arange(n) if select is None else np.asarray(select, dtype=np.int64)  # (M,)
-    shift = smooth_path(rng, times, speed=motion.speed, dims=2)  # (N, 2)
-    angle = smooth_path(rng, times, speed=motion.rotation, dims=1)[:, 0] if motion.rotation else 0
-    log_zoom = smooth_path(rng, times, speed=motion.zoom, dims=1)[:, 0] if motion.zoom else 0
-    zoom = np.exp(np.zeros(n) + log_zoom)
-    cos, sin = zoom * np.cos(angle), zoom * np.sin(angle)  # (N,)
-    _, th, tw = background.shape
-    coef_x = np.stack([tw / 2 - 0.5 + shift[:, 0], cos, -sin], axis=1)  # (N, 3)
-    coef_y = np.stack([th / 2 - 0.5 + shift[:, 1], sin, cos], axis=1)  # (N, 3)
+    coef_x, coef_y = _camera_coefs(rng, times, motion=motion, texture_hw=background.shape[1:])
     ys = np.arange(height) + 0.5 - height / 2  # (H,) centred pixel coordinates
     xs = np.arange(width) + 0.5 - width / 2  # (W,)
     frames = _sample(
         background, coef_x[rows_out], coef_y[rows_out], ys=ys, xs=xs, padding="reflection"
     )  # (M, 3, H, W)
-
     for sprite in sprites:
-        _, sh, sw = sprite.shape
-        start = rng.uniform([-0.35 * width, -0.35 * height], [0.35 * width, 0.35 * height])
-        centre = start + smooth_path(rng, times, speed=motion.sprite_speed, dims=2, turn=0.8)
-        spin = rng.uniform(-1, 1) * max(motion.rotation * 3, 0.05)
-        phi = rng.uniform(0, 2 * np.pi) + spin * (times - times[n // 2])  # (N,)
-        c, s = np.cos(phi), np.sin(phi)
-        cx, cy = centre[:, 0], centre[:, 1]
-        # sprite coords = R(-phi) (p - centre) + sprite centre
-        coef_x = np.stack([sw / 2 - 0.5 - c * cx - s * cy, c, s], axis=1)[rows_out]  # (M, 3)
-        coef_y = np.stack([sh / 2 - 0.5 + s * cx - c * cy, -s, c], axis=1)[rows_out]  # (M, 3)
-        cx, cy = cx[rows_out], cy[rows_out]  # (M,)
-        reach = 0.5 * math.hypot(sh, sw) + 1.0
-        m = len(rows_out)
-        for f0 in range(0, m, _SPRITE_CHUNK):  # sample only the sprite's bounding box
-            sl = slice(f0, min(m, f0 + _SPRITE_CHUNK))
-            rows = _span(ys, cy[sl].min() - reach, cy[sl].max() + reach)
-            cols = _span(xs, cx[sl].min() - reach, cx[sl].max() + reach)
-            if rows.start >= rows.stop or cols.start >= cols.stop:
-                continue
-            rgba = _sample(
-                sprite, coef_x[sl], coef_y[sl], ys=ys[rows], xs=xs[cols], padding="zeros"
-            )
-            target = frames[sl, :, rows, cols]  # (n', 3, h', w') view
-            target.mul_(1.0 - rgba[:, 3:]).add_(rgba[:, :3])  # premultiplied "over", linear light
+        coef_x, coef_y, centre = _sprite_path(
+            rng, times, motion=motion, sprite_hw=sprite.shape[1:], frame_hw=(height, width)
+        )  # (N, 3), (N, 3), (N, 2)
+        _paste_sprite(
+            frames, sprite, coef_x[rows_out], coef_y[rows_out], centre[rows_out], ys=ys, xs=xs
+        )
     return frames.clamp_(0.0, 1.0).numpy()

@@ -403,20 +403,38 @@ def _scene_layers(
     return background, sprites
 
 
-def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticClip:
-    """Generate clip ``index`` of ``split`` ("train" or "val"); deterministic for the spec.
+def _exposed_subframes(spec: SyntheticSpec, exposure: int) -> tuple[np.ndarray, np.ndarray]:
+    """Which sub-frames each frame exposes: the ``E`` centred in its period.
 
     Returns:
-        The clip (see :class:`SyntheticClip` for shapes).
+        (int (T,) first exposed sub-frame of each frame, int (T, E) all its exposed sub-frames).
     """
-    if split not in _SPLIT_CODES:
-        raise ConfigError(f"split must be one of {sorted(_SPLIT_CODES)}, got {split!r}")
-    seeds = np.random.SeedSequence([spec.seed, _SPLIT_CODES[split], index]).spawn(3)
-    scene_seq, camera_seq, motion_seq = seeds
-    rng = np.random.default_rng(scene_seq)
-    params = _draw_params(spec, rng, split, index)
-    h, w, t = spec.height, spec.width, spec.clip_len
-    s, r, e = spec.subframes_per_frame, spec.readouts_per_subframe, params.exposure
+    s = spec.subframes_per_frame
+    first = np.arange(spec.clip_len) * s + (s - exposure) // 2  # first exposed sub-frame
+    return first, first[:, None] + np.arange(exposure)  # (T,), (T, E)
+
+
+def _render_subframes(
+    spec: SyntheticSpec,
+    rng: np.random.Generator,
+    params: ClipParams,
+    *,
+    motion_seq: np.random.SeedSequence,
+    exposed: np.ndarray,
+) -> tuple[np.ndarray, float]:
+    """Draw the scene and render every sub-frame at the motion scale that meets the blur target.
+
+    Args:
+        spec: The data set's spec.
+        rng: The clip's scene generator (draws the background and the sprites).
+        params: The clip's draws, before the motion scaling.
+        motion_seq: Seed of the trajectories (the same paths at every scale).
+        exposed: Int (T, E) indices of each frame's exposed sub-frames.
+
+    Returns:
+        (float32 (T*S, 3, H, W) linear sub-frames, the motion scale used).
+    """
+    h, w, t, s = spec.height, spec.width, spec.clip_len, spec.subframes_per_frame
     fastest = max(params.speed_px, params.sprite_speed_px if params.num_sprites else 0.0)
     calibrate = params.blur_target_db is not None and fastest > 0  # nothing moves: no scaling
     max_scale = spec.max_speed * max(h, w) / fastest if calibrate else 1.0
@@ -428,8 +446,6 @@ def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticCl
         sprite_speed=params.sprite_speed_px,
     )
     times = (np.arange(t * s) + 0.5) / s  # sub-frame centres in frame periods
-    first = np.arange(t) * s + (s - e) // 2  # first exposed sub-frame of each frame
-    exposed_idx = first[:, None] + np.arange(e)  # (T, E) exposed sub-frames
 
     def render(scale: float, select: np.ndarray) -> np.ndarray:
         return render_scene(
@@ -443,16 +459,21 @@ def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticCl
             select=select,
         )  # (len(select), 3, H, W)
 
-    linear, scale = _render_calibrated(
+    return _render_calibrated(
         render,
         num_subframes=t * s,
-        exposed=exposed_idx,
+        exposed=exposed,
         gamma=spec.gamma,
         target=params.blur_target_db if calibrate else None,
         max_scale=max_scale,
-    )  # (T*S, 3, H, W)
-    blurry, sharp = _expose(linear[exposed_idx], e, spec.gamma)  # (T, 3, H, W) each
-    params = dataclasses.replace(
+    )
+
+
+def _scaled_params(
+    params: ClipParams, scale: float, *, blurry: np.ndarray, sharp: np.ndarray
+) -> ClipParams:
+    """``params`` with its speeds after the motion scaling, the scale and the blur it gave."""
+    return dataclasses.replace(
         params,
         speed_px=params.speed_px * scale,
         rotation_rad=params.rotation_rad * scale,
@@ -462,10 +483,29 @@ def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticCl
         blur_psnr_db=frames_psnr(blurry, sharp),
     )
 
+
+def _clip_spikes(
+    spec: SyntheticSpec,
+    params: ClipParams,
+    linear: np.ndarray,
+    *,
+    camera_seq: np.random.SeedSequence,
+) -> np.ndarray:
+    """The spike camera's stream of the whole clip.
+
+    Args:
+        spec: The data set's spec.
+        params: The clip's draws (the camera's noise levels and white rate).
+        linear: Float32 (T*S, 3, H, W) linear sub-frames.
+        camera_seq: Seed of the camera (fixed-pattern noise, initial potential, noise).
+
+    Returns:
+        Bool (T*S*R, H, W) spikes.
+    """
     cam_rng = np.random.default_rng(camera_seq)
-    gain, dark = _fixed_pattern(params, cam_rng, (h, w))
+    gain, dark = _fixed_pattern(params, cam_rng, (spec.height, spec.width))
     luminance = np.einsum("nchw,c->nhw", linear, LUMA)  # (T*S, H, W) linear
-    spikes = simulate_spikes(
+    return simulate_spikes(
         luminance,
         threshold=1.0 / params.white_rate,
         seed=cam_rng,
@@ -473,8 +513,24 @@ def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticCl
         dark_current=dark,
         shot_noise=params.shot_noise,
         extra_spike_rate=params.extra_spike_rate,
-        repeat=r,
+        repeat=spec.readouts_per_subframe,
     )  # (T*S*R, H, W)
+
+
+def _readout_ranges(
+    spec: SyntheticSpec, first: np.ndarray, exposure: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each frame's exposure and each of its voxel bins' TFP window, as readout ranges.
+
+    Args:
+        spec: The data set's spec.
+        first: Int (T,) first exposed sub-frame of each frame.
+        exposure: Exposed sub-frames per frame E.
+
+    Returns:
+        (int64 (T, 2) exposures, int64 (T, K, 2) windows), each a ``[start, stop)`` range.
+    """
+    r, e = spec.readouts_per_subframe, exposure
     exposures = np.stack([first * r, (first + e) * r], axis=-1).astype(np.int64)  # (T, 2)
     n_read = spec.total_readouts
     if spec.tfp_window is None:  # windows tile the exposure (as a per-frame .dat file holds)
@@ -487,6 +543,30 @@ def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticCl
                 for a in exposures[:, 0].tolist()
             ]
         )  # (T, K, 2)
+    return exposures, windows
+
+
+def generate_clip(spec: SyntheticSpec, *, split: str, index: int) -> SyntheticClip:
+    """Generate clip ``index`` of ``split`` ("train" or "val"); deterministic for the spec.
+
+    Returns:
+        The clip (see :class:`SyntheticClip` for shapes).
+    """
+    if split not in _SPLIT_CODES:
+        raise ConfigError(f"split must be one of {sorted(_SPLIT_CODES)}, got {split!r}")
+    seeds = np.random.SeedSequence([spec.seed, _SPLIT_CODES[split], index]).spawn(3)
+    scene_seq, camera_seq, motion_seq = seeds
+    rng = np.random.default_rng(scene_seq)
+    params = _draw_params(spec, rng, split, index)
+    e = params.exposure
+    first, exposed_idx = _exposed_subframes(spec, e)  # (T,), (T, E)
+    linear, scale = _render_subframes(
+        spec, rng, params, motion_seq=motion_seq, exposed=exposed_idx
+    )  # (T*S, 3, H, W)
+    blurry, sharp = _expose(linear[exposed_idx], e, spec.gamma)  # (T, 3, H, W) each
+    params = _scaled_params(params, scale, blurry=blurry, sharp=sharp)
+    spikes = _clip_spikes(spec, params, linear, camera_seq=camera_seq)  # (T*S*R, H, W)
+    exposures, windows = _readout_ranges(spec, first, e)  # (T, 2), (T, K, 2)
     logger.debug("generated %s clip %d: %s", split, index, params)
     return SyntheticClip(
         blurry=blurry,
