@@ -6,10 +6,10 @@ Usage::
         [--device cuda] [--seed 0] [--data-seed 0] [--cache-dir DIR] [--init old.pt]
 
 The config (the guide's YAML format, e.g. one written by the exporter) is passed through
-:func:`~search.measure.budgets.apply_budget`, trained on the budget's synthetic data set and saved as
-``{"config", "state_dict", "budget", "result"}``; ``--init`` starts from an earlier checkpoint's
-weights, so an exported config can be trained further. Bad input gives a one-line error and
-exit status 2.
+:func:`~search.measure.budgets.apply_budget`, trained on the budget's synthetic data set and
+saved as ``{"config", "state_dict", "budget", "result"}``; ``--init`` starts from an earlier
+checkpoint's weights, so an exported config can be trained further. Bad input gives a one-line
+error and exit status 2.
 """
 
 from __future__ import annotations
