@@ -25,6 +25,7 @@ import torch
 
 from model import VRTSpikeConfig
 from model.errors import VRTSpikeError
+from search.cli import OneLineParser, fail
 from search.measure.budgets import BUDGETS, Budget, apply_budget, default_budget_name, get_budget
 from search.measure.device import parse_device
 from search.measure.train import TrainDataError, TrainedModel, train_model
@@ -74,7 +75,7 @@ def _one_line(err: BaseException) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="python -m search.train_cli",
         description="Train one VRT-Spike config for a named budget and write a checkpoint.",
     )
@@ -125,8 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         print(_run(args))
     except (VRTSpikeError, OSError) as err:
-        print(f"error: {_one_line(err)}", file=sys.stderr)
-        return 2
+        return fail(_one_line(err))
     return 0
 
 
