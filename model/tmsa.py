@@ -69,9 +69,10 @@ class WindowAttention(nn.Module):
         Returns:
             (B, nW, N, C).
         """
-        index = relative_position_index(window, self.window, device=x.device)
-        bias = self.relative_position_bias_table[index]  # (N, N, heads)
-        bias = rearrange(bias, "n m h -> h n m")
+        index = relative_position_index(window, self.window, device=x.device)  # (N, N)
+        n = index.shape[0]
+        bias = self.relative_position_bias_table.index_select(0, index.view(-1))  # (N*N, heads)
+        bias = rearrange(bias, "(n m) h -> h n m", n=n)  # (heads, N, N)
         out = self._attend(self.qkv_self(x), bias, mask)  # (B, nW, N, C)
         if self.mutual:
             out = torch.cat([self._mutual(x, window, mask), out], dim=-1)  # (B, nW, N, 2C)
@@ -80,19 +81,11 @@ class WindowAttention(nn.Module):
     def _attend(
         self, qkv: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None
     ) -> torch.Tensor:
-        b, nw, n, _ = qkv.shape
-        h = self.heads
-        if (
-            mask is None
-        ):  # same bias for every window: (B*nW, heads, N, hd) with a (1, h, N, N) mask
-            q, k, v = rearrange(qkv, "b w n (three h d) -> three (b w) h n d", three=3, h=h)
-            full = bias[None]
-        else:  # per-window mask: (B, nW*heads, N, hd) with a (1, nW*h, N, N) mask
-            q, k, v = rearrange(qkv, "b w n (three h d) -> three b (w h) n d", three=3, h=h)
-            full = rearrange(bias[None] + mask[:, None], "w h n m -> 1 (w h) n m")
-        out = attention(q, k, v, full)
-        pattern = "(b w) h n d -> b w n (h d)" if mask is None else "b (w h) n d -> b w n (h d)"
-        return rearrange(out, pattern, b=b, h=h)
+        """Self attention of each window with the bias (heads, N, N) and the shift mask."""
+        q, k, v = rearrange(qkv, "b w n (three h d) -> three b w h n d", three=3, h=self.heads)
+        masks = (bias,) if mask is None else (bias, mask[:, None])  # (h, N, N), (nW, 1, N, N)
+        out = attention(q, k, v, *masks)  # (B, nW, heads, N, hd)
+        return rearrange(out, "b w h n d -> b w n (h d)")
 
     def _mutual(self, x: torch.Tensor, window: Window, mask: torch.Tensor | None) -> torch.Tensor:
         """Frame 2's queries attend frame 1 and vice versa; (B, nW, N, C) -> (B, nW, N, C)."""
