@@ -35,7 +35,7 @@ def test_items_layout_and_values(splits: ClipSplits) -> None:
         assert v.dtype == torch.float32 and v.min() >= 0 and v.max() <= 1
     clip = generate_clip(SPEC, split="val", index=1)  # the cache holds exactly this clip
     np.testing.assert_array_equal(item["blurry"].numpy(), clip.blurry / np.float32(255))
-    np.testing.assert_array_equal(item["spike"].numpy(), clip.voxels())
+    np.testing.assert_array_equal(item["spike"].numpy(), clip.normalised_voxels(SPEC.gamma))
     np.testing.assert_array_equal(splits.val.spikes(1), clip.spikes)
     assert splits.val.params[1] == clip.params
 
@@ -150,7 +150,7 @@ def generate_item(spec: SyntheticSpec) -> dict[str, torch.Tensor]:
     return {
         "blurry": torch.from_numpy(clip.blurry / np.float32(255)),
         "sharp": torch.from_numpy(clip.sharp / np.float32(255)),
-        "spike": torch.from_numpy(clip.voxels()),
+        "spike": torch.from_numpy(clip.normalised_voxels(spec.gamma)),
     }
 
 

@@ -83,7 +83,7 @@ def test_half_resolution_spikes_are_resized_to_the_rgb_crop(tmp_path: Path) -> N
         write_rgb(clip / "sharp" / f"{t:03d}.png", np.full((3, h, w), 128, np.uint8))
         write_dat(clip / "spike" / f"{t:03d}.dat", spikes)
     (tmp_path / "config.yaml").write_text("spike_h: 4\nspike_w: 6\n")
-    data = load_spk_gopro(tmp_path, split="train", clip_len=2, num_bins=2)
+    data = load_spk_gopro(tmp_path, split="train", clip_len=2, num_bins=2, normalise=False)
     spike = data[0]["spike"]
     assert spike.shape == (2, 2, 8, 12)
     assert torch.all(spike[..., :5] == 1) and torch.all(spike[..., 7:] == 0)

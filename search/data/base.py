@@ -1,12 +1,16 @@
 """The clip data set base class: item layout, random crops and flips, reproducible by seed.
 
 Every data set of this package returns items ``{"blurry": (T, 3, H, W), "sharp": (T, 3, H, W),
-"spike": (T, K, H, W)}`` of float32 tensors in [0, 1]. Augmentation (a random square crop, the
-same for every frame and for the spikes, and random horizontal/vertical flips) is drawn from a
-``torch.Generator``: either one the caller passes to :meth:`ClipDataset.sample`, or, through
-``dataset[index]``, one seeded from ``(seed, epoch, index)``, so an item never depends on the
-order of access or on the number of DataLoader workers. Call :meth:`ClipDataset.set_epoch` at
-the start of each epoch for fresh crops.
+"spike": (T, K, H, W)}`` of float32 tensors in [0, 1]. The spike voxels are normalised TFP bins
+(:func:`search.data.spikes.normalise_voxels`): the clip's firing rates on the blurry frames'
+intensity scale, with one gain per clip computed from the whole frames, so a crop's voxels are
+the crop of the whole frame's (``normalise=False`` gives the raw firing rates).
+
+Augmentation (a random square crop, the same for every frame and for the spikes, and random
+horizontal/vertical flips) is drawn from a ``torch.Generator``: either one the caller passes to
+:meth:`ClipDataset.sample`, or, through ``dataset[index]``, one seeded from ``(seed, epoch,
+index)``, so an item never depends on the order of access or on the number of DataLoader
+workers. Call :meth:`ClipDataset.set_epoch` at the start of each epoch for fresh crops.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from torch.utils.data import Dataset
 
 from search.data.errors import DataError
+from search.data.spikes import normalise_voxels, spike_gain
 
 __all__ = ["ClipDataset", "Region"]
 
@@ -38,11 +43,21 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
         seed: Seed of the per-item generators used by ``__getitem__``.
     """
 
-    def __init__(self, *, crop: int | None = None, flips: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        crop: int | None = None,
+        flips: bool = False,
+        seed: int = 0,
+        normalise: bool = True,
+        gamma: float = 2.2,
+    ) -> None:
         self.crop: int | None = None
         self.flips = flips
         self.seed = seed
         self.epoch = 0
+        self.normalise, self.gamma = normalise, gamma
+        self._gains: dict[int, float] = {}
         if crop is not None:
             self._set_crop(crop)
 
@@ -58,6 +73,15 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
     def _read(self, index: int, region: Region) -> dict[str, torch.Tensor]:
         """Item ``index`` restricted to ``region``, before flips (float32 tensors)."""
         raise NotImplementedError
+
+    def spike_gain(self, index: int) -> float:
+        """Item ``index``'s :func:`~search.data.spikes.spike_gain`, from its whole frames."""
+        if index not in self._gains:
+            h, w = self.frame_size
+            raw = self._read(index, (0, 0, h, w))
+            mean_rate = float(raw["spike"].mean())
+            self._gains[index] = spike_gain(mean_rate, raw["blurry"].numpy(), gamma=self.gamma)
+        return self._gains[index]
 
     # -- augmentation ---------------------------------------------------------------------------
     def _set_crop(self, crop: int | None) -> None:
@@ -120,6 +144,11 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
             if self.flips:
                 hflip, vflip = (torch.rand(2, generator=g) < 0.5).tolist()
         item = self._read(index, region)
+        if self.normalise:
+            voxels = normalise_voxels(
+                item["spike"].numpy(), self.spike_gain(index), gamma=self.gamma
+            )
+            item["spike"] = torch.from_numpy(voxels)
         dims = [d for d, on in ((-1, hflip), (-2, vflip)) if on]
         if dims:
             item = {k: v.flip(dims) for k, v in item.items()}

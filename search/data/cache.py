@@ -62,6 +62,7 @@ class SyntheticClips(ClipDataset):
         crop: Random square crop side, or None for full frames.
         flips: Random horizontal/vertical flips.
         seed: Augmentation seed.
+        normalise: Normalised spike voxels (the default) or raw firing rates.
     """
 
     def __init__(
@@ -73,12 +74,13 @@ class SyntheticClips(ClipDataset):
         crop: int | None = None,
         flips: bool = False,
         seed: int = 0,
+        normalise: bool = True,
     ) -> None:
         self.folder = Path(folder)
         self.spec = spec
         self.params = params
         self._arrays: dict[str, np.ndarray] | None = None
-        super().__init__(crop=crop, flips=flips, seed=seed)
+        super().__init__(crop=crop, flips=flips, seed=seed, normalise=normalise, gamma=spec.gamma)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -207,6 +209,7 @@ def load_synthetic(
     cache_dir: str | Path | None = None,
     crop: int | None = None,
     seed: int | None = None,
+    normalise: bool = True,
 ) -> ClipSplits:
     """The spec's train/val splits, generated on first use and read from the cache afterwards.
 
@@ -215,6 +218,7 @@ def load_synthetic(
         cache_dir: Cache root (default :func:`default_cache_dir`).
         crop: Random square crop side for training items (None: full frames).
         seed: Augmentation seed of the training split (default ``spec.seed``).
+        normalise: Spike voxels on the blurry frames' scale (default) or raw firing rates.
 
     Returns:
         The splits; ``train`` crops (if asked) and flips, ``val`` returns full clips.
@@ -236,10 +240,12 @@ def load_synthetic(
         raise DataError(f"{meta_path}: cache holds another spec (key {meta.get('key')})")
     params = {s: tuple(ClipParams(**p) for p in meta["params"][s]) for s in ("train", "val")}
     aug_seed = spec.seed if seed is None else seed
-    train = SyntheticClips(final / "train", spec, params["train"], flips=True, seed=aug_seed)
+    train = SyntheticClips(
+        final / "train", spec, params["train"], flips=True, seed=aug_seed, normalise=normalise
+    )
     return ClipSplits(
         train=train.with_crop(crop) if crop is not None else train,
-        val=SyntheticClips(final / "val", spec, params["val"]),
+        val=SyntheticClips(final / "val", spec, params["val"], normalise=normalise),
         spec=spec,
         path=final,
     )

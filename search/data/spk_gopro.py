@@ -45,6 +45,11 @@ class SpikeConfig:
     spike_w: int
     spike_flipud: bool = True
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(spike_h, spike_w)."""
+        return self.spike_h, self.spike_w
+
 
 def read_spike_config(spike_root: str | Path, split: str) -> SpikeConfig:
     """Read ``<spike_root>/config.yaml`` (or ``<spike_root>/<split>/config.yaml``).
@@ -152,6 +157,7 @@ class SpkGoProClips(ClipDataset):
         crop: int | None,
         flips: bool,
         seed: int,
+        normalise: bool = True,
     ) -> None:
         self.clips = clips
         self.config = config
@@ -166,7 +172,7 @@ class SpkGoProClips(ClipDataset):
         if not self.starts:
             raise DataError(f"no clip has {clip_len} frames (clips: {[c.name for c in clips]})")
         self._size = image_size(clips[self.starts[0][0]].blurry[0])
-        super().__init__(crop=crop, flips=flips, seed=seed)
+        super().__init__(crop=crop, flips=flips, seed=seed, normalise=normalise)
 
     @property
     def frame_size(self) -> tuple[int, int]:
@@ -236,6 +242,7 @@ def load_spk_gopro(
     sharp_dir: str = "sharp",
     tfp_window: int | None = None,
     seed: int = 0,
+    normalise: bool = True,
 ) -> SpkGoProClips:
     """A data set over real (or written synthetic) clips in the Spk-GoPro layout.
 
@@ -252,6 +259,7 @@ def load_spk_gopro(
         sharp_dir: Sharp folder name in the GOPRO_Large layout.
         tfp_window: TFP window per bin in spike frames (None: the bin length).
         seed: Augmentation seed.
+        normalise: Spike voxels on the blurry frames' scale (default) or raw firing rates.
 
     Raises:
         DataError: missing folders or config, mismatched frame counts or names, a ``.dat``
@@ -266,9 +274,7 @@ def load_spk_gopro(
     for clip in clips:  # fail early on truncated spike files (a stat per file)
         for path in clip.spikes:
             dat_frame_count(path, config.spike_h, config.spike_w)
-    logger.info(
-        "%s/%s: %d clips, spike %dx%d", root, split, len(clips), config.spike_h, config.spike_w
-    )
+    logger.info("%s/%s: %d clips, spike %dx%d", root, split, len(clips), *config.size)
     return SpkGoProClips(
         clips,
         config,
@@ -279,6 +285,7 @@ def load_spk_gopro(
         crop=crop,
         flips=flips,
         seed=seed,
+        normalise=normalise,
     )
 
 

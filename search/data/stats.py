@@ -173,7 +173,8 @@ def clip_scores(
 
     Args:
         item: ``{"blurry": (T, 3, H, W), "sharp": (T, 3, H, W), "spike": (T, K, H, W)}`` in
-            [0, 1], gamma-encoded frames (a data set item).
+            [0, 1], gamma-encoded frames and raw TFP voxels (firing rates: a data set item
+            loaded with ``normalise=False``).
         bin_readouts: Readouts in each voxel bin's TFP window (sets the fusion's ``e``).
         gamma: CRF exponent (linear = encoded ** gamma).
 

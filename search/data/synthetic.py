@@ -30,7 +30,7 @@ from model.errors import ConfigError
 from search.data.blur import frames_psnr, solve_motion_scale
 from search.data.camera import simulate_spikes
 from search.data.scene import SceneMotion, make_sprite, render_scene, resize_texture
-from search.data.spikes import tfp_voxels, voxel_windows
+from search.data.spikes import normalise_voxels, spike_gain, tfp_voxels, voxel_windows
 from search.data.textures import (
     BLUR_TEXTURES,
     PHOTO_TEXTURES,
@@ -255,8 +255,14 @@ class SyntheticClip:
     params: ClipParams
 
     def voxels(self) -> np.ndarray:
-        """TFP spike voxels, float32 (T, K, H, W) in [0, 1]."""
+        """TFP spike voxels, float32 (T, K, H, W): raw firing rates in [0, 1]."""
         return tfp_voxels(self.spikes, self.windows)
+
+    def normalised_voxels(self, gamma: float) -> np.ndarray:
+        """The voxels a data set item holds (:func:`~search.data.spikes.normalise_voxels`)."""
+        voxels = self.voxels()
+        gain = spike_gain(float(voxels.mean()), self.blurry / np.float32(255), gamma=gamma)
+        return normalise_voxels(voxels, gain, gamma=gamma)
 
 
 def _blur_target(spec: SyntheticSpec, rng: np.random.Generator, split: str, index: int) -> float:
