@@ -6,10 +6,13 @@ Usage::
         [--steps 10] [--rounds 3] [--parts] [--ops] [--compile]
 
 - **Before/after**: the same training (``train_model``: same config, data, seed and steps) runs
-  in a child process on this tree and on ``REV`` checked out in a temporary git worktree,
-  alternating for ``--rounds`` rounds; printed: clips/s (median over rounds) of each, the ratio,
-  the FLOP rate (3 x the forward FLOPs of a training clip per clip: forward and backward), and
-  the largest difference between the two loss curves (same results up to float tolerance).
+  in a child process on ``REV`` checked out in a temporary git worktree (``before``), on this
+  tree computing the same function (``after``: raw spike voxels, nothing frozen, as before) and
+  on this tree with its own recipe (``recipe``: normalised voxels, flow and alignment frozen for
+  ``TRAIN.FIX_ITER`` steps), alternating for ``--rounds`` rounds; printed: clips/s (median over
+  rounds), the ratios, the FLOP rate (3 x the forward FLOPs of a training clip per clip: forward
+  and backward), and the largest difference between the ``before`` and ``after`` loss curves
+  (same results up to float tolerance).
 - ``--parts``: forward + backward time of each part of the network (each top-level module run
   alone on the inputs it saw in a real step), beside one whole step.
 - ``--ops``: the 15 operators with the most self time in one profiled step.
@@ -36,8 +39,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _child(preset: str, budget_name: str, steps: int) -> None:
-    """Train once in this process (whichever tree PYTHONPATH names) and print JSON."""
+def _child(preset: str, budget_name: str, steps: int, legacy: bool) -> None:
+    """Train once in this process (whichever tree PYTHONPATH names) and print JSON.
+
+    ``legacy``: on a tree that has them, raw spike voxels and no frozen parameters, so the
+    function trained is the one of trees before them.
+    """
+    import inspect
+
     import torch
 
     from model import load_preset
@@ -51,15 +60,20 @@ def _child(preset: str, budget_name: str, steps: int) -> None:
     torch.set_num_threads(int(os.environ.get("THREADS", "2")))
     budget = dataclasses.replace(get_budget(budget_name), steps=steps, warmup_steps=1)
     cfg = apply_budget(load_preset(preset), budget)
-    data = load_synthetic(budget.data_spec(0), crop=budget.crop_size, seed=0)
+    kwargs = {}
+    if legacy and "normalise" in inspect.signature(load_synthetic).parameters:
+        kwargs["normalise"] = False
+    if legacy and "FIX_KEYS" in cfg.to_dict()["TRAIN"]:
+        cfg = cfg.with_overrides({"TRAIN.FIX_KEYS": []})
+    data = load_synthetic(budget.data_spec(0), crop=budget.crop_size, seed=0, **kwargs)
     r = train_model(cfg, budget, data, device="cpu", seed=0).result
     print(json.dumps({"clips_per_s": r.samples_per_s, "loss": list(r.loss_curve)}))
 
 
-def _run_tree(tree: Path, args: argparse.Namespace) -> dict:
+def _run_tree(tree: Path, args: argparse.Namespace, *, legacy: bool) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, __file__, "--child", "--preset", args.preset, "--budget", args.budget]
-    cmd += ["--steps", str(args.steps)]
+    cmd += ["--steps", str(args.steps)] + (["--legacy"] if legacy else [])
     out = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -83,10 +97,10 @@ def _before_after(args: argparse.Namespace) -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "-q", "--detach", str(before),
                         args.before], check=True)  # fmt: skip
         try:
-            runs: dict[str, list[dict]] = {"before": [], "after": []}
+            runs: dict[str, list[dict]] = {"before": [], "after": [], "recipe": []}
             for k in range(args.rounds):
-                for name, tree in (("before", before), ("after", ROOT)):
-                    runs[name].append(_run_tree(tree, args))
+                for name, tree in (("before", before), ("after", ROOT), ("recipe", ROOT)):
+                    runs[name].append(_run_tree(tree, args, legacy=name != "recipe"))
                     rate = runs[name][-1]["clips_per_s"]
                     print(f"round {k + 1}: {name:6s} {rate:.3f} clips/s", flush=True)
         finally:
@@ -228,9 +242,10 @@ def main() -> None:
     p.add_argument("--ops", action="store_true")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--legacy", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        return _child(args.preset, args.budget, args.steps)
+        return _child(args.preset, args.budget, args.steps, args.legacy)
     if args.before:
         _before_after(args)
     if args.parts:

@@ -212,7 +212,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training and execution settings (AMP applies to training and to the deployment forward)."""
+    """Training and execution settings (AMP applies to training and to the deployment forward).
+
+    ``FIX_ITER`` / ``FIX_LR_MUL`` / ``FIX_KEYS`` are VRT's own recipe (KAIR's VRT training
+    options): parameters whose names contain a ``FIX_KEYS`` entry (the flow network and the
+    deformable alignment) are frozen for the first ``FIX_ITER`` steps, then trained at
+    ``FIX_LR_MUL`` times the learning rate.
+    """
 
     amp_enabled: bool = False
     amp_opt_level: Literal["O1"] = "O1"
@@ -226,6 +232,9 @@ class TrainConfig:
     betas: tuple[float, float] = _bounded((0.9, 0.99), ge=0.0, lt=1.0)
     grad_clip: float = _bounded(1.0, gt=0)
     charbonnier_eps: float = _bounded(1e-6, gt=0)
+    fix_iter: int = _bounded(20000, ge=0)
+    fix_lr_mul: float = _bounded(0.125, ge=0)
+    fix_keys: tuple[str, ...] = ("spynet", "deform")
 
 
 @dataclass(frozen=True)

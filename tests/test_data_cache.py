@@ -162,3 +162,19 @@ def test_foreign_cache_is_refused(tmp_path: Path) -> None:
     (path / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(DataError, match="another spec"):
         load_synthetic(spec, cache_dir=tmp_path)
+
+
+def test_spike_voxels_are_on_the_blurry_frames_scale(splits: ClipSplits) -> None:
+    """One gain per clip maps the firing rates onto the blurry frames' linear luminance; the
+    voxels are then gamma-encoded like the frames. Raw rates stay available."""
+    raw = load_synthetic(SPEC, cache_dir=splits.path.parent, normalise=False).val
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    for i in range(len(splits.val)):
+        item, rates = splits.val[i], raw[i]["spike"]
+        linear = item["spike"] ** SPEC.gamma  # (T, K, H, W) linear luminance
+        luminance = (item["blurry"] ** SPEC.gamma * luma).sum(1)  # (T, H, W)
+        # clipping at 1 only removes a little: the means agree within a few per cent
+        assert float(linear.mean()) == pytest.approx(float(luminance.mean()), rel=0.05)
+        gain = splits.val.spike_gain(i)
+        expected = (rates * gain).clamp(0, 1) ** (1 / SPEC.gamma)
+        torch.testing.assert_close(item["spike"], expected, rtol=1e-5, atol=1e-6)

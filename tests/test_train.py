@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from model import VRTSpikeConfig, load_preset
+from model import VRTSpike, VRTSpikeConfig, load_preset
 from model.errors import ConfigError
 from search.budgets import BUDGETS, apply_budget, get_budget, scale_widths
 from search.measure.train import (
@@ -117,8 +117,11 @@ def test_smoke_training_is_deterministic() -> None:
     assert r1.input_psnr_db == r3.input_psnr_db  # same validation clips
     assert r1.samples_per_s > 0 and r1.peak_mem_mb > 0 and r1.peak_mem_kind == "cpu_tensors"
     assert r1.params == sum(p.numel() for p in first.model.parameters())
-    # parameters + gradients + two AdamW moments (fp32) are a lower bound of the first step's peak
-    assert r1.peak_mem_mb * 2**20 > 4 * 4 * r1.params
+    # parameters, plus gradients and two AdamW moments (fp32) of the trained ones (the flow and
+    # alignment are frozen during TRAIN.FIX_ITER steps) are a lower bound of the first step's peak
+    trained = sum(p.numel() for p in first.model.parameters() if p.requires_grad)
+    assert 0 < trained < r1.params
+    assert r1.peak_mem_mb * 2**20 > 4 * r1.params + 3 * 4 * trained
     assert first.preview["restored"].shape == data.val[0]["sharp"].shape
     d = json.loads(json.dumps(r1.to_dict()))
     assert d["psnr_gain_db"] == pytest.approx(r1.psnr_db - r1.input_psnr_db)
@@ -203,3 +206,21 @@ def test_gradient_checkpointing_same_losses_less_memory() -> None:
     ckpt = train(ckpt_cfg, budget, data, device="cpu", seed=0)
     assert ckpt.loss_curve == pytest.approx(plain.loss_curve, rel=1e-5)
     assert ckpt.peak_mem_mb < plain.peak_mem_mb
+
+
+@pytest.mark.parametrize("fix_iter", [0, 2, 100])
+def test_flow_and_alignment_are_frozen_for_fix_iter_steps(fix_iter: int) -> None:
+    """VRT's recipe: parameters named like TRAIN.FIX_KEYS wait FIX_ITER steps, the rest train."""
+    cfg, data = _smoke()
+    cfg = cfg.with_overrides({"TRAIN.FIX_ITER": fix_iter})
+    torch.manual_seed(0)
+    start = {k: v.clone() for k, v in VRTSpike(cfg).state_dict().items()}
+    trained = train_model(cfg, get_budget("smoke"), data, device="cpu", seed=0).model
+    end = trained.state_dict()
+    fixed = [k for k in end if "spynet" in k or "pa_deform" in k]
+    moved = {k for k in end if not torch.equal(start[k], end[k])}
+    assert fixed and moved  # the rest always trains
+    if fix_iter >= get_budget("smoke").steps:
+        assert not moved & set(fixed)
+    else:
+        assert moved & {k for k in fixed if k.endswith("weight")}

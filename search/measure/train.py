@@ -256,6 +256,16 @@ def _cudnn_deterministic(device: torch.device) -> Iterator[None]:
         cudnn.deterministic, cudnn.benchmark = old
 
 
+def _fixed_parameters(model: nn.Module, keys: tuple[str, ...]) -> list[nn.Parameter]:
+    """Parameters whose names contain one of ``keys`` (``TRAIN.FIX_KEYS``)."""
+    return [p for name, p in model.named_parameters() if any(k in name for k in keys)]
+
+
+def _set_trainable(params: list[nn.Parameter], on: bool) -> None:
+    for p in params:
+        p.requires_grad_(on)
+
+
 @dataclass
 class _Session:
     """Everything one training run holds between its set-up, its steps and its evaluation."""
@@ -267,6 +277,7 @@ class _Session:
     batches: Iterator[dict[str, torch.Tensor]]
     amp: torch.dtype | None
     device: torch.device
+    fixed: list[nn.Parameter]
 
 
 def _prepare(
@@ -294,15 +305,21 @@ def _prepare(
     if init_state is not None:
         model.load_state_dict(init_state)
     model.to(device).train()
+    fixed = _fixed_parameters(model, tr.fix_keys)
+    _set_trainable(fixed, tr.fix_iter == 0)
+    fixed_ids = {id(p) for p in fixed}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in fixed_ids]}]
+    if fixed:
+        groups.append({"params": fixed, "lr": tr.lr * tr.fix_lr_mul})
     opt = torch.optim.AdamW(  # fused: one kernel for all parameters, on the CPU too
-        model.parameters(), lr=tr.lr, betas=tr.betas, weight_decay=tr.weight_decay, fused=True
+        groups, lr=tr.lr, betas=tr.betas, weight_decay=tr.weight_decay, fused=True
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: lr_factor(s, warmup=budget.warmup_steps, total=budget.steps)
     )
     scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10) if amp is torch.float16 else None
     batches = _batches(train_clips, batch=tr.batch_size, seed=seed)
-    return _Session(model, opt, sched, scaler, batches, amp, device)
+    return _Session(model, opt, sched, scaler, batches, amp, device, fixed)
 
 
 def _run_steps(s: _Session, cfg: VRTSpikeConfig, steps: int) -> tuple[list[float], float, float]:
@@ -319,6 +336,8 @@ def _run_steps(s: _Session, cfg: VRTSpikeConfig, steps: int) -> tuple[list[float
     t0 = time.perf_counter()
     with _cudnn_deterministic(s.device):
         for step in range(steps):
+            if step == cfg.train.fix_iter:
+                _set_trainable(s.fixed, True)  # VRT: the flow and alignment train from here on
             watch = tracker if step == 0 and tracker is not None else contextlib.nullcontext()
             with watch:
                 curve.append(
