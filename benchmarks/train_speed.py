@@ -144,7 +144,7 @@ def _timed_steps(cfg, s, steps: int) -> float:  # type: ignore[no-untyped-def]
         t = time.perf_counter()
         _step(s.model, s.opt, s.scaler, s.batches, cfg=cfg, amp=s.amp, step=k)
         times.append(time.perf_counter() - t)
-    return statistics.median(times[2:]) * 1e3
+    return statistics.median(times[2:] or times) * 1e3
 
 
 def _parts(args: argparse.Namespace) -> None:
@@ -162,11 +162,15 @@ def _parts(args: argparse.Namespace) -> None:
     modules |= {f"stage{i}": st for i, st in enumerate(m.stages, start=1)}
     modules |= {f"stage8 group {i}": g for i, g in enumerate(m.stage8)}
     seen: dict[str, tuple] = {}
+
+    def keep(name: str):  # type: ignore[no-untyped-def]
+        def hook(mod, a, kw, out) -> None:  # type: ignore[no-untyped-def]
+            seen.setdefault(name, (mod, a, kw))  # a hook returning a value replaces the output
+
+        return hook
+
     hooks = [
-        mod.register_forward_hook(
-            lambda mod, a, kw, out, name=name: seen.setdefault(name, (mod, a, kw)), with_kwargs=True
-        )
-        for name, mod in modules.items()
+        mod.register_forward_hook(keep(name), with_kwargs=True) for name, mod in modules.items()
     ]
     charbonnier(m(batch["blurry"], batch["spike"]), batch["sharp"], 1e-6).backward()
     for h in hooks:
@@ -225,9 +229,11 @@ def _compiled(args: argparse.Namespace) -> None:
     _timed_steps(cfg, s, 1)
     compile_s = time.perf_counter() - t
     compiled = _timed_steps(cfg, s, 6)
+    pays = (f"pays off after {compile_s * 1e3 / (eager - compiled):.0f} steps"
+            if compiled < eager else "never pays off (the compiled step is not faster)")
     print(f"\n{len(blocks)} TMSA blocks compiled: first step {compile_s:.0f} s (compiling); "
           f"step {eager:.0f} ms eager, {compiled:.0f} ms compiled ({eager / compiled:.2f}x); "
-          f"pays off after {compile_s * 1e3 / max(1e-9, eager - compiled):.0f} steps")  # fmt: skip
+          f"{pays}")  # fmt: skip
 
 
 def main() -> None:

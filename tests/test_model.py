@@ -31,6 +31,13 @@ def test_forward_shape_and_finite() -> None:
     assert out.shape == rgb.shape and torch.isfinite(out).all()
 
 
+def test_a_new_network_is_the_identity_on_its_rgb_input() -> None:
+    """The last conv starts at zero: before training the output is the blurry input itself."""
+    cfg = load_preset("tiny")
+    rgb, spike = _inputs(cfg, 24, 16)
+    assert torch.equal(VRTSpike(cfg)(rgb, spike), rgb)
+
+
 def test_every_parameter_gets_a_gradient() -> None:
     torch.manual_seed(0)
     # no stochastic depth: with one sample a dropped block would get no gradient at all
