@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import search.measure.device as device_rules
 from search.measure.device import DeviceError, amp_name, parse_device, resolve_amp_dtype
 
 
@@ -17,6 +18,18 @@ def test_resolve_amp_dtype() -> None:
     with pytest.raises(ValueError, match="AMP dtype"):
         resolve_amp_dtype(True, "int8", "cpu")
     assert amp_name(torch.bfloat16) == "bfloat16" and amp_name(None) is None
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cpu_bf16_without_native_support_still_runs_and_says_why_it_is_slow(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool
+) -> None:
+    monkeypatch.setattr(device_rules, "cpu_bf16_native", lambda: native)
+    device_rules._warn_slow_cpu_bf16.cache_clear()  # it warns once a process
+    with caplog.at_level("WARNING", logger=device_rules.__name__):
+        assert resolve_amp_dtype(True, "bfloat16", "cpu") is torch.bfloat16
+        assert resolve_amp_dtype(False, "bfloat16", "cpu") is None
+    assert ("no native oneDNN support" in caplog.text) is not native
 
 
 def test_parse_device(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,12 +4,16 @@ synchronisation, memory release, and how a device and the software on it are nam
 AMP: ``TRAIN.AMP_ENABLED`` turns autocast on for training and for the deployment forward;
 ``TRAIN.AMP_DTYPE`` ``auto`` is fp16 on CUDA and bf16 elsewhere. The CPU always runs bf16 (fp16
 autocast on the CPU is slow and not what the project measures); a request for fp16 there is
-logged.
+logged. bf16 is fast on the CPU only where oneDNN runs it natively (AVX-512 and up): elsewhere
+PyTorch's convolutions and matmuls take reference kernels in bf16, 10-150x slower than fp32
+(measured with ``ONEDNN_MAX_CPU_ISA=AVX2``). bf16 still runs there, so the latency measured is the
+device's; a warning says why it is slow (:func:`cpu_bf16_native`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import platform
 from typing import TYPE_CHECKING
@@ -27,6 +31,7 @@ __all__ = [
     "amp_name",
     "autocast",
     "config_amp",
+    "cpu_bf16_native",
     "device_key",
     "device_name",
     "free_memory",
@@ -64,6 +69,26 @@ def parse_device(text: str | None) -> torch.device:
     return device
 
 
+@functools.cache
+def cpu_bf16_native() -> bool:
+    """Whether oneDNN runs bf16 convolutions and matmuls natively on this CPU.
+
+    The check PyTorch's own dispatch makes (it honours ``ONEDNN_MAX_CPU_ISA``); a build without
+    oneDNN has no native bf16.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+@functools.cache
+def _warn_slow_cpu_bf16() -> None:
+    """Once a process: why bf16 is slow on this CPU."""
+    logger.warning("bf16 on this CPU has no native oneDNN support: convolutions and matmuls "
+                   "take reference kernels, 10-150x slower than fp32")  # fmt: skip
+
+
 def resolve_amp_dtype(
     enabled: bool, dtype_name: str, device: torch.device | str
 ) -> torch.dtype | None:
@@ -81,6 +106,8 @@ def resolve_amp_dtype(
     if kind != "cuda":
         if name == "float16":
             logger.info("AMP float16 requested on %s: using bfloat16", kind)
+        if kind == "cpu" and not cpu_bf16_native():
+            _warn_slow_cpu_bf16()
         return torch.bfloat16
     return torch.bfloat16 if name == "bfloat16" else torch.float16
 
