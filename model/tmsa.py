@@ -220,9 +220,10 @@ class TMSAGroup(nn.Module):
             )
             for i, p in enumerate(drop_path)
         )
+        self.active: int | None = None  # an elastic forward runs fewer blocks (search.inherit)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, D, H, W, C) -> (B, D, H, W, C)."""
-        for block in self.blocks:
+        """(B, D, H, W, C) -> (B, D, H, W, C); only the first ``active`` blocks when it is set."""
+        for block in self.blocks[: self.active]:
             x = block(x)
         return x

@@ -17,10 +17,15 @@ weights (:data:`SHRINKABLE`, :data:`FREE`); every other key must be equal. Then:
 - AMP, chunking, stochastic depth, training and data-crop settings carry no weights.
 
 A child equal to its parent gets the parent's state exactly and computes the parent's output.
+
+:func:`as_child` runs the parent itself as a child, its weights shared (an elastic forward, for
+training a parent whose sub-networks all work); it computes what ``VRTSpike(child_cfg)`` with
+:func:`child_state_dict` computes, for a child that fuses only where the parent does.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -28,9 +33,9 @@ import torch
 
 from model import VRTSpike, VRTSpikeConfig
 from model.errors import VRTSpikeError
-from model.tmsa import WindowAttention
+from model.tmsa import TMSAGroup, WindowAttention
 
-__all__ = ["FREE", "SHRINKABLE", "InheritError", "check_covered", "child_state_dict"]
+__all__ = ["FREE", "SHRINKABLE", "InheritError", "as_child", "check_covered", "child_state_dict"]
 
 #: Keys a child may set lower than (or equal to) its parent's, entry by entry.
 SHRINKABLE = ("MODEL.VRT_DEPTHS", "MODEL.WINDOW_SIZE", "MODEL.TEMPORAL_WINDOW")
@@ -184,3 +189,42 @@ def child_state_dict(
         if f"fusion.{stage}" not in parent_parts:
             _identity_fusion(state, str(stage))
     return state
+
+
+@contextlib.contextmanager
+def as_child(parent: VRTSpike, child_cfg: VRTSpikeConfig) -> Iterator[VRTSpike]:
+    """Within the block, ``parent`` computes the sub-network ``child_cfg`` with its own weights.
+
+    Each TMSA group runs its first blocks only, each block its child's window and shift (the
+    bias table is indexed by offset, which is the centre crop), and the spike branch fuses at
+    the child's stages only. Everything is restored on exit.
+
+    Raises:
+        InheritError: the parent does not cover the child, or the child fuses at a stage the
+            parent does not (an elastic forward has no weights there).
+    """
+    check_covered(parent.cfg, child_cfg)
+    with torch.device("meta"):
+        shape = VRTSpike(child_cfg)
+    extra = set(shape.fuse_stages) - set(parent.fuse_stages)
+    if extra:
+        raise InheritError(f"MODEL.FUSE.STAGES: the parent does not fuse at {sorted(extra)}")
+    child_groups = dict(shape.named_modules())
+    groups = [(n, g) for n, g in parent.named_modules() if isinstance(g, TMSAGroup)]
+    saved = [(g, [(b.window, b.shift) for b in g.blocks]) for _, g in groups]
+    flags = parent.use_spike, parent.fuse_stages
+    try:
+        for name, group in groups:
+            child = child_groups[name]
+            assert isinstance(child, TMSAGroup)
+            group.active = len(child.blocks)
+            for block, like in zip(group.blocks, child.blocks, strict=False):
+                block.window, block.shift = like.window, like.shift
+        parent.use_spike, parent.fuse_stages = shape.use_spike, shape.fuse_stages
+        yield parent
+    finally:
+        parent.use_spike, parent.fuse_stages = flags
+        for group, windows in saved:
+            group.active = None
+            for block, (window, shift) in zip(group.blocks, windows, strict=True):
+                block.window, block.shift = window, shift

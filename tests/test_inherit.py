@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from model import VRTSpike, VRTSpikeConfig, load_preset
 from model.window import relative_position_index
-from search.inherit import InheritError, child_state_dict
+from search.inherit import InheritError, as_child, child_state_dict
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +118,43 @@ def test_a_parent_without_spikes_passes_on_its_rgb_function(parent) -> None:  # 
     rgb, spike = _inputs(cfg)
     with torch.no_grad():
         assert torch.equal(child(rgb, spike), rgb_only(rgb))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        {"MODEL.VRT_DEPTHS": [1, 2, 1, 2, 1, 1, 1, 1, 1], "MODEL.WINDOW_SIZE": 3},
+        {"MODEL.TEMPORAL_WINDOW": 1, "MODEL.FUSE.STAGES": [1, 3]},
+        {"MODEL.FUSE.STAGES": [], "MODEL.WINDOW_SIZE": 2},
+    ],
+)
+def test_the_parent_run_as_a_child_computes_the_inherited_child(parent, overrides: dict) -> None:  # type: ignore[no-untyped-def]
+    cfg, model = parent
+    child, _ = _child(parent, overrides)
+    rgb, spike = _inputs(cfg)
+    with torch.no_grad():
+        before = model(rgb, spike)
+        with as_child(model, cfg.with_overrides(overrides)) as elastic:
+            torch.testing.assert_close(elastic(rgb, spike), child(rgb, spike), rtol=0, atol=1e-6)
+        assert torch.equal(model(rgb, spike), before)  # restored
+
+
+def test_an_elastic_forward_trains_the_shared_weights(parent) -> None:  # type: ignore[no-untyped-def]
+    cfg, trained = parent
+    model = copy.deepcopy(trained)  # eval: no stochastic depth, so the kept block always runs
+    child_cfg = cfg.with_overrides({"MODEL.VRT_DEPTHS": [1, 1, 1, 1, 1, 1, 1, 1, 1]})
+    rgb, spike = _inputs(cfg)
+    with as_child(model, child_cfg) as elastic:
+        elastic(rgb, spike).square().mean().backward()
+    kept = model.stages[0].residual_group2.blocks[0].mlp.fc2.weight
+    dropped = model.stages[0].residual_group1.blocks[0].mlp.fc2.weight
+    assert kept.grad is not None and kept.grad.any()
+    assert dropped.grad is None
+
+
+def test_an_elastic_forward_cannot_fuse_where_the_parent_does_not(parent) -> None:  # type: ignore[no-untyped-def]
+    cfg, model = parent
+    child_cfg = cfg.with_overrides({"MODEL.FUSE.STAGES": [5]})
+    with pytest.raises(InheritError, match="MODEL.FUSE.STAGES"), as_child(model, child_cfg):
+        pass
