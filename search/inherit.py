@@ -142,7 +142,7 @@ def _identity_fusion(state: dict[str, torch.Tensor], stage: str) -> None:
         f"{prefix}proj.weight",
         f"{prefix}proj.bias",
         last,
-        last[: -len("weight")] + "bias",
+        last.removesuffix("weight") + "bias",
     ):
         state[key] = torch.zeros_like(state[key])
 
