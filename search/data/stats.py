@@ -12,7 +12,7 @@ the clips by mean, min and max:
   fitted by least squares to map the exposure's TFP (all K bins) onto the blurry frames'
   linear luminance (the blurry input, not the ground truth, so a real user could do the same),
   gamma-encoded, against the sharp frame's gamma-encoded linear luminance. Luminance is
-  :data:`search.data.synthetic.LUMA` on linear RGB, what the simulated camera integrates.
+  :data:`search.data.spikes.LUMA` on linear RGB, what the simulated camera integrates.
 - **fusion (RGB)**: the S-SDM ratio model in linear light,
   ``sharp ~= blurry * (TFP_central + e) / (TFP_exposure + e)`` with one ratio for the three
   channels, ``e`` one spike in the central window (it pulls the ratio towards 1 where few
@@ -33,7 +33,8 @@ import torch
 
 from search.data.blur import frames_psnr
 from search.data.errors import DataError
-from search.data.synthetic import LUMA, SyntheticSpec, generate_clip
+from search.data.spikes import LUMA
+from search.data.synthetic import SyntheticSpec, generate_clip
 
 __all__ = [
     "ClipScores",

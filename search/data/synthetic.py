@@ -30,7 +30,7 @@ from model.errors import ConfigError
 from search.data.blur import frames_psnr, solve_motion_scale
 from search.data.camera import simulate_spikes
 from search.data.scene import SceneMotion, make_sprite, render_scene, resize_texture
-from search.data.spikes import normalise_voxels, spike_gain, tfp_voxels, voxel_windows
+from search.data.spikes import LUMA, normalise_voxels, spike_gain, tfp_voxels, voxel_windows
 from search.data.textures import (
     BLUR_TEXTURES,
     PHOTO_TEXTURES,
@@ -41,7 +41,6 @@ from search.data.textures import (
 
 __all__ = [
     "GENERATOR_VERSION",
-    "LUMA",
     "SyntheticSpec",
     "ClipParams",
     "SyntheticClip",
@@ -53,8 +52,6 @@ logger = logging.getLogger(__name__)
 #: Bumped whenever generation changes, so caches of older output are not reused.
 GENERATOR_VERSION = 2
 _SPLIT_CODES = {"train": 0, "val": 1}
-#: Luminance weights (BT.601) on linear RGB: what the simulated spike camera integrates.
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _GOLDEN = (math.sqrt(5) - 1) / 2  # low-discrepancy step of the validation blur targets
 
 
