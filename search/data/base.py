@@ -79,8 +79,9 @@ class ClipDataset(Dataset[dict[str, torch.Tensor]]):
         if index not in self._gains:
             h, w = self.frame_size
             raw = self._read(index, (0, 0, h, w))
-            mean_rate = float(raw["spike"].mean())
-            self._gains[index] = spike_gain(mean_rate, raw["blurry"].numpy(), gamma=self.gamma)
+            self._gains[index] = spike_gain(
+                raw["spike"].numpy(), raw["blurry"].numpy(), gamma=self.gamma
+            )
         return self._gains[index]
 
     # -- augmentation ---------------------------------------------------------------------------

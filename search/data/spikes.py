@@ -92,7 +92,7 @@ def tfp_voxels(spikes: np.ndarray, windows: np.ndarray) -> np.ndarray:
     return np.multiply(counts, scale, dtype=np.float32)
 
 
-def spike_gain(mean_rate: float, blurry: np.ndarray, *, gamma: float) -> float:
+def spike_gain(voxels: np.ndarray, blurry: np.ndarray, *, gamma: float) -> float:
     """Linear luminance per unit firing rate of one clip (0 when it has no spikes).
 
     A firing rate is ``gain * luminance / threshold``: its scale depends on the camera and the
@@ -102,10 +102,11 @@ def spike_gain(mean_rate: float, blurry: np.ndarray, *, gamma: float) -> float:
     rate of the voxels is the clip's scale.
 
     Args:
-        mean_rate: Mean of the clip's TFP voxels (all frames, bins and pixels).
+        voxels: The clip's raw TFP voxels (T, K, H, W) over its whole frames.
         blurry: The clip's blurry frames (T, 3, H, W), gamma-encoded, in [0, 1].
         gamma: The frames' encoding exponent (linear = value ** gamma).
     """
+    mean_rate = float(voxels.mean())
     if mean_rate <= 0:
         return 0.0
     t, _, h, w = blurry.shape

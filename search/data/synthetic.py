@@ -258,7 +258,7 @@ class SyntheticClip:
     def normalised_voxels(self, gamma: float) -> np.ndarray:
         """The voxels a data set item holds (:func:`~search.data.spikes.normalise_voxels`)."""
         voxels = self.voxels()
-        gain = spike_gain(float(voxels.mean()), self.blurry / np.float32(255), gamma=gamma)
+        gain = spike_gain(voxels, self.blurry / np.float32(255), gamma=gamma)
         return normalise_voxels(voxels, gain, gamma=gamma)
 
 
