@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from model import VRTSpike, load_preset
-from search.measure.device import cpu_bf16_native
+from search.measure.device import autocast, cpu_bf16_native
 from search.measure.latency import measure_latency
 
 
@@ -52,7 +52,7 @@ def _forward_ms(model: VRTSpike, shape: tuple[int, int, int], amp, args) -> floa
 
 def _ops(model: VRTSpike, shape: tuple[int, int, int]) -> None:
     rgb, spike = _inputs(model, shape)
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.inference_mode(), autocast("cpu", torch.bfloat16):
         model.eval()(rgb, spike)
         with torch.profiler.profile() as prof:
             model(rgb, spike)
