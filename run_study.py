@@ -5,6 +5,7 @@
     python run_study.py pareto --study-name conservative-cpu      # the front as a table
     python run_study.py export --study-name conservative-cpu --out best.yaml --policy knee
     python run_study.py dashboard                                 # optuna-dashboard on 127.0.0.1
+    python run_study.py latency-table --space conservative        # time a space's parts ahead
 
 Several workers share one study on PostgreSQL: start the same command on each GPU or machine with
 ``--storage postgresql://USER@HOST/DB`` (``--workers`` starts one per visible GPU here).
@@ -18,82 +19,32 @@ import argparse
 import logging
 import signal
 import sys
+import time
 import warnings
 from collections.abc import Sequence
 
 import optuna
 
 from model.errors import VRTSpikeError
-from search.cli import OneLineParser, fail, natural_int, port, positive_float, positive_int
-from search.measure.budgets import BUDGETS, default_budget_name, get_budget
+from search.arguments import VERBOSE, build_parser
+from search.cli import fail
+from search.measure.budgets import default_budget_name, get_budget
 from search.measure.device import parse_device
+from search.measure.target import LatencyTarget, format_shape
 from search.report.dashboard import exposure_warning, publish_all, publish_study, serve
 from search.report.export import choose_trial, export_trial
-from search.report.pareto import POLICIES
 from search.report.report import front_report, render_text, summary_text
 from search.study import launch
 from search.study.locks import SEVERAL_WORKERS
 from search.study.objective import Limits
 from search.study.progress import Progress
-from search.study.runner import SAMPLERS, StudySettings, run_study
+from search.study.runner import StudySettings, run_study
 from search.study.space import load_space
 from search.study.storage import StorageURL, StudyError, load_existing_study
+from search.study.tables import build_space_tables
 from search.study.worker import WorkerStopped, stop_reason
 
 INTERRUPTED = 130
-_VERBOSE = ("-v", "--verbose")
-
-
-def _workers(text: str) -> int | str:
-    return text if text == "gpus" else int(positive_int(text))
-
-
-def _run_options(run: argparse.ArgumentParser) -> None:
-    add = run.add_argument
-    add("--space", default="conservative", help="space name in spaces/ or a YAML path")
-    add("--trials", type=positive_int, default=50, help="finished trials the study should hold")
-    add("--budget", choices=sorted(BUDGETS), help="default: gpu with CUDA, else cpu")
-    add("--sampler", choices=SAMPLERS, default="tpe")
-    add("--seed", type=int, default=0)
-    add("--study-name", default=None, help="default: <space>-<budget>")
-    add("--device", default="auto", help="auto, cpu, cuda or cuda:K")
-    add("--data", default="synthetic", help="'synthetic' or a Spk-GoPro data root")
-    add("--timeout", type=positive_float, default=None, help="seconds for this run")
-    add("--max-latency-ms", type=positive_float, default=None)
-    add("--max-memory-gb", type=positive_float, default=None)
-    add("--workers", nargs="?", const="gpus", type=_workers, help="start N worker processes "
-        "here (no N: one per visible GPU); needs PostgreSQL")  # fmt: skip
-    add("--heartbeat", type=natural_int, default=20, help="seconds between trial heartbeats; "
-        "a trial silent for 3x this is failed and re-queued (0: off)")  # fmt: skip
-    add("--train-threads", type=positive_int, help="CPU threads for training (default: this "
-        "process's threads divided by the workers running on this CPU)")  # fmt: skip
-
-
-def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="run_study.py", description=__doc__.splitlines()[0])
-    shared = argparse.ArgumentParser(add_help=False)  # options every command takes
-    shared.add_argument(*_VERBOSE, action="store_true", default=argparse.SUPPRESS,
-                        help="log progress details")  # fmt: skip
-    shared.add_argument("--storage", help="storage URL (default: sqlite:///studies/vrt_spike.db)")
-    p.add_argument(*_VERBOSE, action="store_true", default=False, help="log progress details")
-    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
-    _run_options(sub.add_parser("run", parents=[shared], help="run or resume a study (default)"))
-    named = {"parents": [shared]}
-    sub.add_parser("pareto", help="print the front", **named).add_argument(
-        "--study-name", required=True
-    )
-    q = sub.add_parser("export", help="export a trial as YAML", **named).add_argument
-    q("--study-name", required=True)
-    q("--out", required=True, help="YAML file to write")
-    q("--policy", choices=POLICIES, default="knee")
-    q("--within-db", type=float, default=None, help="for fastest-within")
-    q("--max-latency-ms", type=positive_float, default=None, help="for best-under")
-    q("--trial", type=int, default=None, help="export this trial number instead")
-    q("--proxy", action="store_true", help="export the budget-scaled trained proxy")
-    d = sub.add_parser("dashboard", help="open the studies in optuna-dashboard", **named)
-    d.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
-    d.add_argument("--port", type=port, default=8080, help="0 picks a free port")
-    return p
 
 
 def _settings(args: argparse.Namespace, device: str) -> StudySettings:
@@ -113,6 +64,7 @@ def _settings(args: argparse.Namespace, device: str) -> StudySettings:
         limits=Limits(args.max_latency_ms, args.max_memory_gb),
         heartbeat=args.heartbeat,
         train_threads=args.train_threads,
+        latency=LatencyTarget(args.latency_shape or budget.latency_shape, args.latency_source),
     )
 
 
@@ -203,13 +155,30 @@ def _cmd_dashboard(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_latency_table(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    device = parse_device(args.device)
+    space = load_space(args.space)
+    budget = get_budget(args.budget or default_budget_name(str(device)))
+    shape = args.latency_shape or budget.latency_shape
+    print(f"latency tables of space {space.name} at {format_shape(shape)} on {device}", flush=True)
+    started = time.perf_counter()
+    built = build_space_tables(
+        space, shape, device, samples=args.samples, seed=args.seed,
+        report=lambda line: print(line, flush=True),
+    )  # fmt: skip
+    for table, measured in built:
+        print(f"{table.path}: {measured} parts measured now")
+    print(f"done in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
 _COMMANDS = {"run": _cmd_run, "pareto": _cmd_pareto, "export": _cmd_export,
-             "dashboard": _cmd_dashboard}  # fmt: skip
+             "dashboard": _cmd_dashboard, "latency-table": _cmd_latency_table}  # fmt: skip
 
 
 def _with_command(argv: list[str]) -> list[str]:
     """``run`` is the default command: insert it where the first non-``-v`` word is no command."""
-    first = next((i for i, a in enumerate(argv) if a not in _VERBOSE), len(argv))
+    first = next((i for i, a in enumerate(argv) if a not in VERBOSE), len(argv))
     if first == len(argv) or argv[first] not in (*_COMMANDS, "-h", "--help"):
         return [*argv[:first], "run", *argv[first:]]
     return argv
@@ -218,7 +187,7 @@ def _with_command(argv: list[str]) -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     given = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = _parser().parse_args(_with_command(given))
+        args = build_parser(__doc__.splitlines()[0]).parse_args(_with_command(given))
     except SystemExit as e:  # --help (0) or a usage error (2, already reported in one line)
         return int(e.code or 0)
     logging.basicConfig(

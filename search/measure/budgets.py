@@ -1,9 +1,11 @@
 """Named training/measurement budgets: how much a trial may spend, recorded with every result.
 
 A budget fixes what a trial trains on and for how long (steps, batch, crop, clip length T,
-spike bins K, the synthetic data set, validation clips) and how latency is measured (input
-shape, warm-up, repeats). It may scale the model's widths so that a complete architecture fits a
-small machine: every stage, block, fusion and the flow network stay; only channel counts shrink.
+spike bins K, the synthetic data set, validation clips), the default latency target's input shape
+and, where latency is measured directly, warm-up and repeats. It may scale the widths of the
+network it *trains* so that a complete architecture fits a small machine: every stage, block,
+fusion and the flow network stay; only channel counts shrink. Latency is always of the
+deployment config at full widths (:mod:`search.measure.target`).
 
 Measured per trial (training + validation + latency + cost model; ``benchmarks/measure_bench.py``):
 
@@ -58,10 +60,10 @@ class Budget:
             uses whole frames).
         num_train_clips: Synthetic training clips.
         num_val_clips: Fixed validation clips PSNR/SSIM are averaged over.
-        latency_frames: T of the latency input.
-        latency_size: H = W of the latency input.
-        latency_warmup: Untimed forwards before timing.
-        latency_repeats: Timed forwards per block.
+        latency_frames: T of the default latency target's input.
+        latency_size: H = W of the default latency target's input.
+        latency_warmup: Untimed forwards before a direct measurement.
+        latency_repeats: Timed forwards per block of a direct measurement.
     """
 
     name: str
@@ -162,10 +164,10 @@ BUDGETS: dict[str, Budget] = {
             data_size=64,
             num_train_clips=32,
             num_val_clips=3,
-            latency_frames=3,
-            latency_size=64,
-            latency_warmup=2,
-            latency_repeats=10,
+            latency_frames=5,
+            latency_size=256,
+            latency_warmup=1,
+            latency_repeats=3,
         ),
         Budget(
             name="gpu",

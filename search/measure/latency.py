@@ -31,8 +31,8 @@ from torch.utils._pytree import tree_leaves
 
 from search.measure.device import amp_name, autocast, device_name, resolve_amp_dtype, synchronize
 
-__all__ = ["Latency", "PeakStorage", "SampleStats", "measure_latency", "profile_parts"]
-__all__ += ["repeat_until_stable", "summarize_samples", "tune_malloc"]
+__all__ = ["Latency", "PeakStorage", "SampleStats", "deploy_mode", "measure_latency"]
+__all__ += ["profile_parts", "repeat_until_stable", "summarize_samples", "tune_malloc"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def repeat_until_stable(
 
 
 @contextlib.contextmanager
-def _deploy_mode(model: nn.Module, device: torch.device, amp: torch.dtype | None) -> Iterator[None]:
+def deploy_mode(model: nn.Module, device: torch.device, amp: torch.dtype | None) -> Iterator[None]:
     """eval + inference mode + autocast; restores the training flag afterwards."""
     was_training = model.training
     model.eval()
@@ -364,7 +364,7 @@ def measure_latency(
     if device.type == "cpu":
         tune_malloc()
     dtype = resolve_amp_dtype(True, "auto", device) if amp is True else (amp or None)
-    with _deploy_mode(model, device, dtype):
+    with deploy_mode(model, device, dtype):
         stats, attempts, noisy = _timed(
             model, rgb, spike, warmup=warmup, repeats=repeats, cv_threshold=cv_threshold,
             max_attempts=max_attempts,

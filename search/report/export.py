@@ -71,6 +71,7 @@ def provenance(
         "reused_psnr_from_trial": trial.reused_from,
         "budget": trial.budget.get("name") or StudyRecord.of(study).budget,
         "latency_input": list(trial.latency_input),
+        "latency_of": trial.latency_of,
         "device": trial.device,
         "device_name": trial.device_name,
         "versions": trial.versions,
@@ -79,8 +80,9 @@ def provenance(
         "measured_on_scaled_proxy": trial.scaled_proxy,
     }
     if trial.scaled_proxy and not proxy:
+        measured = "psnr_db was" if trial.latency_target else "the values were"
         out["note"] = (
-            "the values were measured on the budget's scaled proxy (trained_config); this file is "
+            f"{measured} measured on the budget's scaled proxy (trained_config); this file is "
             "the full-size deployment model with the same searched knobs"
         )
     return out

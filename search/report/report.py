@@ -86,7 +86,7 @@ class FrontReport:
     study: str
     space: str | None
     budget: str | None
-    latency_input: str
+    latency_of: str
     devices: tuple[str, ...]
     front: tuple[Row, ...]
     references: tuple[Row, ...]
@@ -95,9 +95,9 @@ class FrontReport:
 
     @property
     def measured_on(self) -> str:
-        """``budget B, latency input 1xTx3xHxW on DEVICE``: what every figure is of."""
+        """``budget B; latency of <what> on DEVICE``: what every figure is of."""
         device = ", ".join(self.devices) or "unknown device"
-        return f"budget {self.budget}, latency input {self.latency_input} on {device}"
+        return f"budget {self.budget}; latency of {self.latency_of} on {device}"
 
 
 def _complete(study: optuna.Study) -> list[TrialRecord]:
@@ -159,7 +159,7 @@ def front_report(study: optuna.Study) -> FrontReport:
         study=study.study_name,
         space=s.space,
         budget=s.budget,
-        latency_input=s.latency_input(),
+        latency_of=s.latency_of(),
         devices=tuple(sorted({t.device_name for t in done if t.device_name})),
         front=tuple(sorted((row(t) for t in front), key=lambda r: (r.latency_ms, -r.psnr_db))),
         references=tuple(row(t) for t in done if t.reference),

@@ -1,8 +1,10 @@
 """The study's objective: sample a config, time it, train it (or reuse), return both numbers.
 
-``Objective(trial) -> (latency_ms, psnr_db)``. Everything else a trial records goes through
-:class:`~search.study.record.TrialWriter`; the constraints ``latency_ms`` / ``memory_gb``
-(value - limit, feasible when <= 0) are set on every path that returns values.
+``Objective(trial) -> (latency_ms, psnr_db)``. The latency is the deployment config's (full
+widths, its own AMP) at the study's :class:`~search.measure.target.LatencyTarget`, measured or
+predicted from a parts table; the budget's scaled proxy is only trained. Everything else a trial
+records goes through :class:`~search.study.record.TrialWriter`; the constraints ``latency_ms`` /
+``memory_gb`` (value - limit, feasible when <= 0) are set on every path that returns values.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -27,6 +30,8 @@ from search.measure.budgets import Budget, apply_budget
 from search.measure.cost import count_cost
 from search.measure.device import config_amp, device_name, free_memory, library_versions
 from search.measure.latency import Latency, measure_latency
+from search.measure.latency_model import predict_latency
+from search.measure.target import LatencyTarget
 from search.measure.train import NonFiniteLossError, evaluate, train_model
 from search.study.artifacts import TrialArtifacts
 from search.study.locks import DeviceLock
@@ -94,6 +99,8 @@ class Objective:
             divided by the workers registered on this CPU); latency is always measured with
             the thread count the process started with, so a study's latencies agree whatever
             number of workers shared the CPU.
+        target: Shape and source of the latency (default: the budget's shape, ``auto``).
+        tables: Folder of the latency tables (default: ``studies/latency_tables``).
     """
 
     def __init__(
@@ -108,6 +115,8 @@ class Objective:
         limits: Limits | None = None,
         device_lock: DeviceLock | None = None,
         train_threads: int | None = None,
+        target: LatencyTarget | None = None,
+        tables: Path | None = None,
     ) -> None:
         self.space, self.budget, self.data = space, budget, data
         self.device = torch.device(device)
@@ -118,6 +127,8 @@ class Objective:
         self.device_lock = device_lock
         self.latency_threads = torch.get_num_threads()
         self.train_threads = train_threads
+        self.target = target or LatencyTarget(budget.latency_shape)
+        self.tables = tables
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> tuple[float, float]:
         """Evaluate one candidate; returns ``(latency_ms, psnr_db)``."""
@@ -133,11 +144,12 @@ class Objective:
         out.setup(self._setup(cfg, proxy, key))
         windows: dict[str, list[float]] = {}
         with self._hold(exclusive=True, windows=windows, name="timed"):
-            latency = self._measure_latency(proxy)
-        out.latency(latency.to_dict(), latency.per_stage_ms)
-        self.artifacts.profile(trial, latency.per_stage_ms, latency.median_ms)
-        peak_gb = (latency.peak_mem_mb or 0.0) / 1024
-        over = self.limits.over_latency(latency.median_ms)
+            latency, per_stage = self._latency(cfg)
+        latency_ms = float(latency["median_ms"])
+        out.latency(latency, per_stage, self.target.record(cfg, self.device))
+        self.artifacts.profile(trial, per_stage, latency_ms)
+        peak_gb = (latency.get("peak_mem_mb") or 0.0) / 1024
+        over = self.limits.over_latency(latency_ms)
         source = None if over else self._reusable(trial, key)
         if source is not None:
             psnr_db = self._reuse(trial, out, source)
@@ -147,14 +159,14 @@ class Objective:
                     self._skip(trial, out, proxy, over) if over else self._train(trial, out, proxy)
                 )
             peak_gb = max(peak_gb, train_gb)
-        out.constraints(self.limits.values(latency.median_ms, peak_gb), peak_gb)
+        out.constraints(self.limits.values(latency_ms, peak_gb), peak_gb)
         out.finished(windows, time.perf_counter() - started)
-        return latency.median_ms, psnr_db
+        return latency_ms, psnr_db
 
     # ---- steps -------------------------------------------------------------------------------
     def _setup(self, cfg: VRTSpikeConfig, proxy: VRTSpikeConfig, key: str) -> TrialSetup:
-        t, h, w = self.budget.latency_shape
-        cost = count_cost(proxy, frames=t, height=h, width=w)
+        t, h, w = self.target.shape
+        cost = count_cost(cfg, frames=t, height=h, width=w)
         return TrialSetup(
             config=cfg.to_dict(),
             trained_config=proxy.to_dict(),
@@ -212,8 +224,16 @@ class Objective:
         torch.manual_seed(self.seed)
         return VRTSpike(cfg).to(self.device)
 
+    def _latency(self, cfg: VRTSpikeConfig) -> tuple[dict[str, Any], dict[str, float]]:
+        """The deployment config's latency record at the target, and its per-part times."""
+        if self.target.source_on(self.device) == "predicted":
+            p = predict_latency(cfg, self.target.shape, self.device, folder=self.tables)
+            return p.to_dict(), p.per_stage_ms
+        latency = self._measure_latency(cfg)
+        return {**latency.to_dict(), "source": "measured"}, latency.per_stage_ms
+
     def _measure_latency(self, cfg: VRTSpikeConfig) -> Latency:
-        t, h, w = self.budget.latency_shape
+        t, h, w = self.target.shape
         gen = torch.Generator().manual_seed(self.seed)
         model = self._model(cfg)
         rgb = torch.rand(1, t, 3, h, w, generator=gen).to(self.device)
@@ -226,6 +246,7 @@ class Objective:
                 amp=config_amp(cfg, self.device),
                 warmup=self.budget.latency_warmup,
                 repeats=self.budget.latency_repeats,
+                profile_runs=max(1, self.budget.latency_repeats // 4),
             )
         finally:
             del model

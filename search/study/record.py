@@ -19,8 +19,12 @@ Trial keys (user attributes), by who writes them:
 ``device``            ``cpu``, ``cuda:0``...; ``device_name``: CPU model or GPU name
 ``versions``          python, torch, optuna, numpy
 ``params`` ``flops``  parameter count, forward FLOPs at the latency input; ``flops_per_part``
-``latency``           :class:`~search.measure.latency.Latency` as a dict (median, p90, cv, ...)
-``per_stage_ms``      the stage profile (part -> ms)
+``latency``           measured: :class:`~search.measure.latency.Latency` as a dict (median, p90,
+                      cv, ...); predicted: ``Prediction.to_dict()`` (median, table, terms); both
+                      with ``source``
+``latency_target``    what the latency is of: ``{"shape", "device", "embed_dims", "amp",
+                      "source"}`` (the deployment config at the study's target)
+``per_stage_ms``      the stage profile (part -> ms), measured or predicted
 ``train``             the training summary (loss first/min/every, seconds, PSNR gain...)
 ``ssim``              validation SSIM; ``input_psnr_db`` / ``input_ssim``: the blurry input's
 ``reused_from``       trial whose PSNR this trial reused (chunking-only difference)
@@ -40,6 +44,7 @@ System attributes (Optuna's retry convention): ``failed_trial`` (the first faile
 ``retry_history`` (every failed attempt, oldest first).
 
 Study keys: ``budget`` (name), ``budget_settings``, ``space``, ``space_digest``, ``seed``,
+``latency_target`` (``{"shape", "source"}``: the target every trial's latency is taken at),
 ``base`` (the space's base preset), ``references`` (name -> ``enqueued`` or why skipped),
 ``hypervolume`` (``{"reference", "value", "trials"}`` of the last published figure).
 
@@ -57,6 +62,8 @@ from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from search.measure.target import describe_target
 
 __all__ = [
     "DIRECTIONS",
@@ -77,6 +84,7 @@ __all__ = [
     "retry_trial",
     "set_hypervolume",
     "set_references",
+    "study_identity",
     "study_tally",
     "tally",
     "worker_of",
@@ -156,9 +164,20 @@ class TrialWriter:
         """Config, budget, device and cost: known before anything is measured."""
         self._set({key: getattr(s, key) for key in _SETUP_KEYS})
 
-    def latency(self, latency: Mapping[str, Any], per_stage_ms: Mapping[str, float]) -> None:
-        """The latency record (``Latency.to_dict()``) and its stage profile."""
-        self._set({"latency": dict(latency), "per_stage_ms": dict(per_stage_ms)})
+    def latency(
+        self,
+        latency: Mapping[str, Any],
+        per_stage_ms: Mapping[str, float],
+        target: Mapping[str, Any],
+    ) -> None:
+        """The latency record (measured or predicted), its stage profile and what it is of."""
+        self._set(
+            {
+                "latency": dict(latency),
+                "per_stage_ms": dict(per_stage_ms),
+                "latency_target": dict(target),
+            }
+        )
 
     def trained(self, result: Mapping[str, Any]) -> None:
         """A training result (``TrainResult.to_dict()``): its summary and validation scores.
@@ -233,6 +252,7 @@ class TrialRecord:
     params: int | None = None
     flops: int | None = None
     latency: dict[str, Any] = field(default_factory=dict)
+    latency_target: dict[str, Any] | None = None
     per_stage_ms: dict[str, float] = field(default_factory=dict)
     train: dict[str, Any] | None = None
     ssim: float | None = None
@@ -273,6 +293,7 @@ class TrialRecord:
             params=a.get("params"),
             flops=a.get("flops"),
             latency=dict(a.get("latency") or {}),
+            latency_target=a.get("latency_target"),
             per_stage_ms=dict(a.get("per_stage_ms") or {}),
             train=a.get("train"),
             ssim=a.get("ssim"),
@@ -313,6 +334,12 @@ class TrialRecord:
     def latency_input(self) -> tuple[int, ...]:
         """(B, T, 3, H, W) of the latency input (empty if unknown)."""
         return tuple(self.latency.get("rgb_shape", ()))
+
+    @property
+    def latency_of(self) -> str | None:
+        """What the latency is of, in words (None for a trial from before latency targets)."""
+        t = self.latency_target
+        return None if t is None else describe_target(tuple(t["shape"]), t["source"])
 
     @property
     def psnr_source(self) -> int:
@@ -427,6 +454,7 @@ class StudyRecord:
     space: str | None
     space_digest: str | None
     seed: int | None
+    latency_target: dict[str, Any] | None
     base: str | None
     references: dict[str, str]
     hypervolume: dict[str, Any]
@@ -442,6 +470,7 @@ class StudyRecord:
             space=a.get("space"),
             space_digest=a.get("space_digest"),
             seed=a.get("seed"),
+            latency_target=a.get("latency_target"),
             base=a.get("base"),
             references=dict(a.get("references") or {}),
             hypervolume=dict(a.get("hypervolume") or {}),
@@ -459,14 +488,35 @@ class StudyRecord:
 
     def identity(self) -> dict[str, Any]:
         """What a run must share with the study to continue it."""
-        keys = ("budget", "space", "space_digest", "seed")
+        keys = ("budget", "space", "space_digest", "seed", "latency_target")
         return {key: getattr(self, key) for key in keys}
 
-    def latency_input(self) -> str:
-        """``1xTx3xHxW`` of the budget's latency input ("?" where unknown)."""
-        b = self.budget_settings
-        size = b.get("latency_size", "?")
-        return f"1x{b.get('latency_frames', '?')}x3x{size}x{size}"
+    def latency_of(self) -> str:
+        """What the study's latencies are of, in words.
+
+        A study from before latency targets timed the budget's scaled training proxy at the
+        budget's latency input.
+        """
+        target = self.latency_target
+        if target is None:
+            b = self.budget_settings
+            size = b.get("latency_size", "?")
+            shape = f"1x{b.get('latency_frames', '?')}x3x{size}x{size}"
+            return f"the budget's scaled training proxy at {shape}, measured"
+        return describe_target(tuple(target["shape"]), target["source"])
+
+
+def study_identity(
+    *, budget: str, space: str, space_digest: str, seed: int, latency_target: dict[str, Any]
+) -> dict[str, Any]:
+    """The identity a run claims a study with (the keys of :meth:`StudyRecord.identity`)."""
+    return {
+        "budget": budget,
+        "space": space,
+        "space_digest": space_digest,
+        "seed": seed,
+        "latency_target": latency_target,
+    }
 
 
 def claim_study(
@@ -477,7 +527,8 @@ def claim_study(
     base: str,
     metric_names: list[str],
 ) -> None:
-    """Record a new study's identity (budget, space, digest, seed), budget and base preset."""
+    """Record a new study's identity (budget, space, digest, seed, latency target), budget and
+    base preset."""
     for key, value in identity.items():
         study.set_user_attr(key, value)
     study.set_user_attr("budget_settings", dict(budget_settings))

@@ -24,6 +24,7 @@ import torch
 
 from model import load_preset
 from search.measure.budgets import Budget
+from search.measure.target import LatencyTarget, format_shape
 from search.measure.train import NonFiniteLossError
 from search.study import record
 from search.study.artifacts import TrialArtifacts
@@ -80,13 +81,20 @@ class StudySettings:
     heartbeat: int = 20
     max_retry: int = 2
     train_threads: int | None = None
+    latency: LatencyTarget | None = None
+
+    @property
+    def target(self) -> LatencyTarget:
+        """The latency target (default: the budget's latency shape, source ``auto``)."""
+        return self.latency or LatencyTarget(self.budget.latency_shape)
 
     def describe(self) -> str:
         """One line: the study, its storage (password hidden) and what this run does."""
         return (
             f"study {self.study_name} on {self.storage.redacted}: space {self.space.name}, "
             f"budget {self.budget.name}, sampler {self.sampler}, device {self.device}, "
-            f"{self.n_trials} trials in all"
+            f"latency at {format_shape(self.target.shape)} "
+            f"({self.target.source_on(self.device)}), {self.n_trials} trials in all"
         )
 
 
@@ -114,7 +122,14 @@ class _Splits:
 def _identity(s: StudySettings) -> dict[str, Any]:
     """What a run must share with a study to continue it (:meth:`StudyRecord.identity`)."""
     digest = hashlib.sha256(Path(s.space.source).read_bytes()).hexdigest()[:12]
-    return {"budget": s.budget.name, "space": s.space.name, "space_digest": digest, "seed": s.seed}
+    target = {"shape": list(s.target.shape), "source": s.target.source_on(s.device)}
+    return record.study_identity(
+        budget=s.budget.name,
+        space=s.space.name,
+        space_digest=digest,
+        seed=s.seed,
+        latency_target=target,
+    )
 
 
 def _claim_study(study: optuna.Study, s: StudySettings) -> None:
@@ -130,10 +145,12 @@ def _claim_study(study: optuna.Study, s: StudySettings) -> None:
         )
         return
     for key, value in wanted.items():
-        if have.identity()[key] != value:
+        had = have.identity()[key]
+        if had != value:
+            was = f"{key} {had!r}" if had is not None else f"no {key} (an earlier version)"
             raise StudyError(
-                f"study {s.study_name!r} was run with {key} {have.identity()[key]!r}; this run "
-                f"asks for {value!r}: results would not be comparable (use another --study-name)"
+                f"study {s.study_name!r} was run with {was}; this run asks for {value!r}: "
+                "results would not be comparable (use another --study-name)"
             )
 
 
@@ -214,6 +231,7 @@ def run_study(
                 limits=s.limits,
                 device_lock=device_lock,
                 train_threads=s.train_threads,
+                target=s.target,
             )
             with device_lock.registered():
                 run_worker(

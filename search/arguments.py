@@ -1,0 +1,97 @@
+"""The command line of ``run_study.py``: its commands (``run``, ``pareto``, ``export``,
+``dashboard``, ``latency-table``) and their options; ``run_study.py`` dispatches them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from model.errors import VRTSpikeError
+from search.cli import OneLineParser, natural_int, port, positive_float, positive_int
+from search.measure.budgets import BUDGETS
+from search.measure.target import SOURCES, format_shape, parse_shape
+from search.report.pareto import POLICIES
+from search.study.runner import SAMPLERS
+
+__all__ = ["VERBOSE", "build_parser"]
+
+VERBOSE = ("-v", "--verbose")
+
+
+def _workers(text: str) -> int | str:
+    return text if text == "gpus" else int(positive_int(text))
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        return parse_shape(text)
+    except VRTSpikeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _target_options(add: Callable[..., object]) -> None:
+    """``--budget`` and ``--latency-shape``, shared by ``run`` and ``latency-table``."""
+    add("--budget", choices=sorted(BUDGETS), help="default: gpu with CUDA, else cpu")
+    defaults = ", ".join(f"{n} {format_shape(b.latency_shape)}" for n, b in BUDGETS.items())
+    add("--latency-shape", type=_shape, metavar="TxHxW",
+        help=f"input the latency is taken at (default: the budget's: {defaults})")  # fmt: skip
+    add("--device", default="auto", help="auto, cpu, cuda or cuda:K")
+
+
+def _run_options(run: argparse.ArgumentParser) -> None:
+    add = run.add_argument
+    add("--space", default="conservative", help="space name in spaces/ or a YAML path")
+    add("--trials", type=positive_int, default=50, help="finished trials the study should hold")
+    _target_options(add)
+    add("--latency-source", choices=SOURCES, default="auto", help="measured: time the "
+        "deployment model at the target; predicted: sum its parts from a latency table; "
+        "auto (default): measured on CUDA and at small shapes, predicted on the CPU above "
+        "3x64x64")  # fmt: skip
+    add("--sampler", choices=SAMPLERS, default="tpe")
+    add("--seed", type=int, default=0)
+    add("--study-name", default=None, help="default: <space>-<budget>")
+    add("--data", default="synthetic", help="'synthetic' or a Spk-GoPro data root")
+    add("--timeout", type=positive_float, default=None, help="seconds for this run")
+    add("--max-latency-ms", type=positive_float, default=None)
+    add("--max-memory-gb", type=positive_float, default=None)
+    add("--workers", nargs="?", const="gpus", type=_workers, help="start N worker processes "
+        "here (no N: one per visible GPU); needs PostgreSQL")  # fmt: skip
+    add("--heartbeat", type=natural_int, default=20, help="seconds between trial heartbeats; "
+        "a trial silent for 3x this is failed and re-queued (0: off)")  # fmt: skip
+    add("--train-threads", type=positive_int, help="CPU threads for training (default: this "
+        "process's threads divided by the workers running on this CPU)")  # fmt: skip
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    """The parser of ``run_study.py``: its commands and their options."""
+    p = OneLineParser(prog="run_study.py", description=description)
+    shared = argparse.ArgumentParser(add_help=False)  # options every command takes
+    shared.add_argument(*VERBOSE, action="store_true", default=argparse.SUPPRESS,
+                        help="log progress details")  # fmt: skip
+    shared.add_argument("--storage", help="storage URL (default: sqlite:///studies/vrt_spike.db)")
+    p.add_argument(*VERBOSE, action="store_true", default=False, help="log progress details")
+    sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
+    _run_options(sub.add_parser("run", parents=[shared], help="run or resume a study (default)"))
+    named = {"parents": [shared]}
+    sub.add_parser("pareto", help="print the front", **named).add_argument(
+        "--study-name", required=True
+    )
+    q = sub.add_parser("export", help="export a trial as YAML", **named).add_argument
+    q("--study-name", required=True)
+    q("--out", required=True, help="YAML file to write")
+    q("--policy", choices=POLICIES, default="knee")
+    q("--within-db", type=float, default=None, help="for fastest-within")
+    q("--max-latency-ms", type=positive_float, default=None, help="for best-under")
+    q("--trial", type=int, default=None, help="export this trial number instead")
+    q("--proxy", action="store_true", help="export the budget-scaled trained proxy")
+    d = sub.add_parser("dashboard", help="open the studies in optuna-dashboard", **named)
+    d.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
+    d.add_argument("--port", type=port, default=8080, help="0 picks a free port")
+    table = sub.add_parser("latency-table", help="time every part of a space's models ahead")
+    t = table.add_argument
+    t(*VERBOSE, action="store_true", default=argparse.SUPPRESS, help="log progress details")
+    t("--space", default="conservative", help="space name in spaces/ or a YAML path")
+    _target_options(t)
+    t("--samples", type=positive_int, default=500, help="random configs besides the references")
+    t("--seed", type=int, default=0)
+    return p

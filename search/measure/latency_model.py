@@ -1,0 +1,485 @@
+"""Predicted deployment latency: a config as the sum of parts, each timed once in isolation.
+
+A config's forward splits into parts whose times add up (``benchmarks/latency_model.py``
+checks how well against whole networks timed directly). Each part is a table entry whose key
+names everything its time depends on besides the table's own key:
+
+- ``tmsa:...:n1`` and ``tmsa:...:n2``: a TMSA group of one block (unshifted) and of two blocks
+  (unshifted + shifted) at a stage's resolution, width, heads, window and attention kind. A group
+  of n blocks counts n // 2 pairs and n % 2 single blocks; a stage's time is linear in its depth.
+  Stages at the same resolution and width (1 and 7, 2 and 6, 3 and 5) share entries.
+- ``fusion:...`` and ``spike_tsa:...``: one spike fusion / spike self-attention at its resolution
+  and widths, for one chunk plan: the rectangles the chunking knobs cut the grid into (many knob
+  settings give the same plan, and the plan alone sets the work).
+- The skeleton's parts: the config's network with every TMSA block removed (stages of depth 0,
+  stage-8 groups running no block), profiled part by part: ``flow``, ``conv_first``,
+  ``spike_encoder``, each stage's fixed work (entry reshape, two linears, parallel warping),
+  stage 8's entry and group linears, the ``head``, and ``other`` (padding, skips, crop).
+
+A table holds the entries of one (device name, torch version, threads, ``T x H x W``, dtype): a
+JSON file under ``studies/latency_tables/`` (``$VRTSPIKE_LATENCY_TABLES`` overrides). Missing
+entries are measured on first need under an exclusive file lock, so the workers of a host
+measure each entry once and reuse it; the file is replaced atomically after every measured part,
+so it is never half-written and a killed build keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model import VRTSpike, VRTSpikeConfig
+from model.chunking import Chunking
+from model.config import stage_scale_index
+from model.spike import SpikeTemporalSelfAttention, TemporalCrossAttentionFusion
+from model.tmsa import TMSAGroup
+from search.measure.device import amp_name, config_amp, device_name, synchronize
+from search.measure.latency import deploy_mode, profile_parts, summarize_samples, tune_malloc
+from search.measure.target import format_shape
+
+__all__ = [
+    "TABLES_ENV",
+    "LatencyTable",
+    "Prediction",
+    "Probe",
+    "TableKey",
+    "Term",
+    "default_table_dir",
+    "predict_latency",
+    "probes_of",
+    "table_for",
+    "terms_of",
+]
+
+logger = logging.getLogger(__name__)
+
+TABLES_ENV = "VRTSPIKE_LATENCY_TABLES"
+_FORMAT = 1
+_PAD = 8  # the network pads H and W to a multiple of 8
+_TARGET_MS = 2000.0  # a part is timed for about this long (at least 2, at most 10 runs)
+
+Progress = Callable[[int, int, str, float], None]
+"""Called after each measured part with (done, to do, what, seconds it took)."""
+
+
+def default_table_dir() -> Path:
+    """``$VRTSPIKE_LATENCY_TABLES`` if set, else ``studies/latency_tables`` under the cwd."""
+    env = os.environ.get(TABLES_ENV)
+    return Path(env) if env else Path.cwd() / "studies" / "latency_tables"
+
+
+@dataclass(frozen=True)
+class TableKey:
+    """What a table's entries are valid for (a change of any field is another table)."""
+
+    device_name: str
+    torch: str
+    threads: int
+    shape: tuple[int, int, int]
+    dtype: str
+
+    @classmethod
+    def here(
+        cls, device: torch.device | str, shape: tuple[int, int, int], amp: torch.dtype | None
+    ) -> TableKey:
+        """The key of this process on ``device`` at ``shape`` under autocast ``amp``."""
+        return cls(
+            device_name=device_name(device),
+            torch=torch.__version__,
+            threads=torch.get_num_threads(),
+            shape=tuple(shape),  # type: ignore[arg-type]
+            dtype=amp_name(amp) or "float32",
+        )
+
+    def file_name(self) -> str:
+        """A readable, unique file name."""
+        digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.device_name).strip("-")[:32]
+        return f"{slug}-{format_shape(self.shape)}-{self.dtype}-t{self.threads}-{digest[:8]}.json"
+
+
+@dataclass(frozen=True)
+class Term:
+    """``count`` times the table entry ``key``, counted in the model part ``label``."""
+
+    label: str
+    key: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One isolated measurement that yields the entries ``keys`` (``run() -> {key: ms}``)."""
+
+    keys: tuple[str, ...]
+    what: str
+    run: Callable[[], dict[str, float]] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted latency: the sum of its terms, and per model part."""
+
+    median_ms: float
+    per_stage_ms: dict[str, float]
+    terms: tuple[tuple[str, str, int, float], ...]
+    table: str
+    measured_parts: int
+    rgb_shape: tuple[int, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The trial's ``latency`` record (``source``: ``predicted``)."""
+        return {
+            "median_ms": self.median_ms,
+            "source": "predicted",
+            "table": self.table,
+            "measured_parts": self.measured_parts,
+            "terms": [list(t) for t in self.terms],
+            "rgb_shape": list(self.rgb_shape),
+        }
+
+
+class LatencyTable:
+    """The entries of one :class:`TableKey`, in ``folder`` (default :func:`default_table_dir`)."""
+
+    def __init__(self, key: TableKey, folder: Path | None = None) -> None:
+        self.key = key
+        self.folder = Path(folder) if folder is not None else default_table_dir()
+        self.path = self.folder / key.file_name()
+
+    def load(self) -> dict[str, float]:
+        """The stored entries ({} when there is no table, or one of another key)."""
+        try:
+            data = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        if data.get("format") != _FORMAT or data.get("key") != json.loads(self._key_json()):
+            logger.warning("latency table %s has another key or format; rebuilding", self.path)
+            return {}
+        return {k: float(v) for k, v in data["entries"].items()}
+
+    def _key_json(self) -> str:
+        return json.dumps({**asdict(self.key), "shape": list(self.key.shape)})
+
+    def _write(self, entries: dict[str, float]) -> None:
+        """Replace the file atomically (a reader sees the old table or the new one)."""
+        data = {"format": _FORMAT, "key": json.loads(self._key_json()), "entries": entries}
+        tmp = self.folder / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+            os.replace(tmp, self.path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def ensure(
+        self, probes: Sequence[Probe], progress: Progress | None = None
+    ) -> tuple[dict[str, float], int]:
+        """Measure the probes whose entries are missing; returns (entries, parts measured).
+
+        Holds the table's lock while measuring: another process that needs the same table waits,
+        then finds the entries and measures nothing.
+        """
+        entries = self.load()
+        if all(k in entries for p in probes for k in p.keys):
+            return entries, 0
+        with self._locked():
+            entries = self.load()
+            todo = list(dict.fromkeys(p for p in probes if any(k not in entries for k in p.keys)))
+            for i, probe in enumerate(todo, start=1):
+                started = time.perf_counter()
+                entries.update({k: v for k, v in probe.run().items() if k not in entries})
+                self._write(entries)
+                seconds = time.perf_counter() - started
+                logger.info("latency table %s: [%d/%d] %s (%.1f s)",
+                            self.path.name, i, len(todo), probe.what, seconds)  # fmt: skip
+                if progress is not None:
+                    progress(i, len(todo), probe.what, seconds)
+        return entries, len(todo)
+
+
+# ---- timing ------------------------------------------------------------------------------------
+
+
+def _time_ms(run: Callable[[], object], device: torch.device) -> float:
+    """Median ms of ``run`` after one untimed call; about :data:`_TARGET_MS` of timed calls.
+
+    On the CPU glibc malloc is tuned first, as for a direct measurement (:func:`tune_malloc`).
+    """
+    if device.type == "cpu":
+        tune_malloc()
+
+    def once() -> float:
+        synchronize(device)
+        t0 = time.perf_counter_ns()
+        run()
+        synchronize(device)
+        return (time.perf_counter_ns() - t0) / 1e6
+
+    once()
+    first = once()
+    repeats = max(1, min(9, int(_TARGET_MS / max(first, 1e-3))))
+    return summarize_samples([first, *(once() for _ in range(repeats))]).median_ms
+
+
+def _pad(size: int) -> int:
+    return math.ceil(size / _PAD) * _PAD
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Device, autocast dtype and the padded (T, H, W) the parts run at."""
+
+    device: torch.device
+    amp: torch.dtype | None
+    frames: int
+    height: int
+    width: int
+
+    def res(self, scale: int) -> tuple[int, int]:
+        return self.height >> scale, self.width >> scale
+
+    def randn(self, *shape: int) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(0)
+        return torch.randn(*shape, generator=gen).to(self.device)
+
+
+def _module_probe(key: str, what: str, where: _Where, build: Callable[[], tuple]) -> Probe:
+    """A probe timing ``module(*inputs)`` where ``build() -> (module, inputs)``."""
+
+    def run() -> dict[str, float]:
+        torch.manual_seed(0)
+        module, inputs = build()
+        module = module.to(where.device)
+        with deploy_mode(module, where.device, where.amp):
+            return {key: _time_ms(lambda: module(*inputs), where.device)}
+
+    return Probe(keys=(key,), what=what, run=run)
+
+
+# ---- the parts of a config ---------------------------------------------------------------------
+
+
+def _group_terms(
+    cfg: VRTSpikeConfig, where: _Where, label: str, *, scale: int, entry: int, n: int,
+    window: tuple[int, int, int], mutual: bool,
+) -> list[tuple[Term, Probe]]:  # fmt: skip
+    """Terms of a TMSA group of ``n`` blocks (pairs, then a single block)."""
+    m = cfg.model
+    dim, heads = m.embed_dims[entry], m.num_heads[entry]
+    h, w = where.res(scale)
+    kind = "mutual" if mutual else "self"
+    out = []
+    for size, count in ((2, n // 2), (1, n % 2)):
+        if count == 0:
+            continue
+        key = (f"tmsa:{h}x{w}:c{dim}:h{heads}:m{m.mlp_ratio:g}:"
+               f"w{format_shape(window)}:{kind}:n{size}")  # fmt: skip
+
+        def build(size: int = size) -> tuple:
+            group = TMSAGroup(dim=dim, heads=heads, window=window, mutual=mutual,
+                              mlp_ratio=m.mlp_ratio, drop_path=[0.0] * size)  # fmt: skip
+            return group, (where.randn(1, where.frames, h, w, dim),)
+
+        out.append((Term(label, key, count), _module_probe(key, key, where, build)))
+    return out
+
+
+def _block_terms(cfg: VRTSpikeConfig, where: _Where) -> list[tuple[Term, Probe]]:
+    """The TMSA blocks of stages 1-7 and of the stage-8 groups."""
+    m = cfg.model
+    win, tw = m.window_size, m.temporal_window
+    out = []
+    for i in range(1, 8):
+        depth = m.vrt_depths[i - 1]
+        mutual = int(depth * m.mutual_attn_ratio)
+        common = dict(scale=stage_scale_index(i), entry=i - 1)
+        out += _group_terms(cfg, where, f"stage{i}", n=mutual, window=(2, win, win),
+                            mutual=True, **common)  # fmt: skip
+        out += _group_terms(cfg, where, f"stage{i}", n=depth - mutual, window=(tw, win, win),
+                            mutual=False, **common)  # fmt: skip
+    for j, depth in enumerate(m.recon_depths, start=7):
+        window = (1 if j in m.indep_reconsts else tw, win, win)
+        out += _group_terms(cfg, where, "stage8", scale=0, entry=7, n=depth, window=window,
+                            mutual=False)  # fmt: skip
+    return out
+
+
+def _plan(chunking: Chunking, h: int, w: int) -> str:
+    p = chunking.plan(1, h, w)
+    return f"p{p.chunk_h}x{p.chunk_w}"
+
+
+def _spike_terms(cfg: VRTSpikeConfig, where: _Where) -> list[tuple[Term, Probe]]:
+    """Spike self-attention at every scale a fusion uses, and each fusion."""
+    m = cfg.model
+    if not (m.use_spike and m.fuse.stages):
+        return []
+    dims, tsa, fz = m.embed_dims, m.spike_tsa, m.fuse
+    out = []
+    for s in m.spike_scales():
+        h, w = where.res(s)
+        key = (f"spike_tsa:{h}x{w}:c{dims[s]}:h{tsa.heads}:m{tsa.mlp_ratio:g}:"
+               f"{_plan(tsa.chunking, h, w)}")  # fmt: skip
+
+        def build_tsa(s: int = s, h: int = h, w: int = w) -> tuple:
+            module = SpikeTemporalSelfAttention(
+                dim=dims[s], heads=tsa.heads, chunking=tsa.chunking, mlp_ratio=tsa.mlp_ratio
+            )
+            return module, (where.randn(1, where.frames, h, w, dims[s]),)  # fmt: skip
+
+        out.append((Term("spike_tsa", key, 1), _module_probe(key, key, where, build_tsa)))
+    for i in fz.stages:
+        s = stage_scale_index(i)
+        h, w = where.res(s)
+        dim, sdim = dims[i - 1], dims[s]
+        key = (f"fusion:{h}x{w}:c{dim}-{sdim}:h{fz.heads}:m{fz.mlp_ratio:g}:"
+               f"{_plan(fz.chunking, h, w)}")  # fmt: skip
+
+        def build_fusion(h: int = h, w: int = w, dim: int = dim, sdim: int = sdim) -> tuple:
+            module = TemporalCrossAttentionFusion(
+                dim=dim,
+                spike_dim=sdim,
+                heads=fz.heads,
+                chunking=fz.chunking,
+                mlp_ratio=fz.mlp_ratio,
+            )
+            t = where.frames  # fmt: skip
+            return module, (where.randn(1, t, h, w, dim), where.randn(1, t, h, w, sdim))
+
+        out.append((Term(f"fusion{i}", key, 1), _module_probe(key, key, where, build_fusion)))
+    return out
+
+
+def _skeleton_keys(cfg: VRTSpikeConfig) -> dict[str, str]:
+    """Model part -> entry key of the parts a skeleton forward times."""
+    m = cfg.model
+    d = m.embed_dims
+    spike = m.use_spike and bool(m.fuse.stages)
+    keys = {"flow": "flow", "conv_first": f"conv_first:c{d[0]}"}
+    if spike:
+        widths = "-".join(str(v) for v in d[:4])
+        keys["spike_encoder"] = f"spike_encoder:k{cfg.data.num_voxel_bins}:c{widths}"
+    for i in range(1, 8):
+        keys[f"stage{i}"] = f"stage{i}:c{d[max(i - 2, 0)]}-{d[i - 1]}:g{m.deformable_groups}"
+    keys["stage8"] = f"stage8:c{d[6]}-{d[7]}:n{len(m.recon_depths)}"
+    keys["head"] = f"head:c{d[7]}-{d[0]}"
+    keys["other"] = f"other:{'spike' if spike else 'rgb'}:c{d[0]}-{d[7]}"
+    return keys
+
+
+def _skeleton_probe(cfg: VRTSpikeConfig, where: _Where, shape: tuple[int, int, int]) -> Probe:
+    """The network without TMSA blocks, profiled part by part (fusing at one stage only: the
+    fusions are timed on their own)."""
+    keys = _skeleton_keys(cfg)
+    m = cfg.model
+    overrides: dict[str, Any] = {"MODEL.VRT_DEPTHS": [0] * 7 + [1] * len(m.recon_depths)}
+    if m.fuse.stages:
+        overrides["MODEL.FUSE.STAGES"] = [m.fuse.stages[0]]
+    skeleton = cfg.with_overrides(overrides)
+
+    def run() -> dict[str, float]:
+        torch.manual_seed(0)
+        model = VRTSpike(skeleton).to(where.device)
+        for group in model.stage8:
+            group.residual_group.active = 0
+        t, h, w = shape
+        rgb = where.randn(1, t, 3, h, w).uniform_()
+        spike = where.randn(1, t, cfg.data.num_voxel_bins, h, w).uniform_()
+        with deploy_mode(model, where.device, where.amp):
+            first = _time_ms(lambda: model(rgb, spike), where.device)
+            runs = max(2, min(10, int(_TARGET_MS / max(first, 1e-3))))
+            parts, _ = profile_parts(model, rgb, spike, runs=runs)
+        return {key: parts[label] for label, key in keys.items()}
+
+    return Probe(keys=tuple(keys.values()), what="skeleton: " + ", ".join(keys), run=run)
+
+
+def _walk(
+    cfg: VRTSpikeConfig, shape: tuple[int, int, int], device: torch.device | str
+) -> list[tuple[Term, Probe]]:
+    """Every term of ``cfg`` at ``shape`` with the probe that measures its entry."""
+    t, h, w = shape
+    where = _Where(torch.device(device), config_amp(cfg, device), t, _pad(h), _pad(w))
+    skeleton = _skeleton_probe(cfg, where, shape)
+    fixed = [(Term(label, key, 1), skeleton) for label, key in _skeleton_keys(cfg).items()]
+    return [*fixed, *_spike_terms(cfg, where), *_block_terms(cfg, where)]
+
+
+def terms_of(
+    cfg: VRTSpikeConfig, shape: tuple[int, int, int], device: torch.device | str = "cpu"
+) -> list[Term]:
+    """The terms whose sum predicts ``cfg``'s deployment forward at ``shape``."""
+    return [term for term, _ in _walk(cfg, shape, device)]
+
+
+def probes_of(
+    cfg: VRTSpikeConfig, shape: tuple[int, int, int], device: torch.device | str
+) -> list[Probe]:
+    """The measurements that fill the entries of ``cfg``'s terms (deduplicated)."""
+    return list(dict.fromkeys(probe for _, probe in _walk(cfg, shape, device)))
+
+
+def table_for(
+    cfg: VRTSpikeConfig,
+    shape: tuple[int, int, int],
+    device: torch.device | str,
+    folder: Path | None = None,
+) -> LatencyTable:
+    """The table ``cfg``'s prediction reads (this process's threads, ``cfg``'s AMP)."""
+    return LatencyTable(TableKey.here(device, shape, config_amp(cfg, device)), folder)
+
+
+def predict_latency(
+    cfg: VRTSpikeConfig,
+    shape: tuple[int, int, int],
+    device: torch.device | str,
+    *,
+    folder: Path | None = None,
+    progress: Progress | None = None,
+) -> Prediction:
+    """Predict the deployment forward of ``cfg`` at (T, H, W) ``shape`` on ``device``.
+
+    Measures the table entries it lacks first (each once per host, see the module doc).
+    """
+    walk = _walk(cfg, shape, device)
+    table = table_for(cfg, shape, device, folder)
+    entries, measured = table.ensure([probe for _, probe in walk], progress)
+    terms = tuple((t.label, t.key, t.count, entries[t.key]) for t, _ in walk)
+    per_part: dict[str, float] = {}
+    for label, _, count, ms in terms:
+        per_part[label] = per_part.get(label, 0.0) + count * ms
+    total = sum(per_part.values())
+    logger.info("predicted latency %.1f ms at %s from %s (%d parts measured now)",
+                total, format_shape(shape), table.path.name, measured)  # fmt: skip
+    return Prediction(
+        median_ms=total,
+        per_stage_ms=per_part,
+        terms=terms,
+        table=str(table.path),
+        measured_parts=measured,
+        rgb_shape=(1, shape[0], 3, shape[1], shape[2]),
+    )
