@@ -96,7 +96,7 @@ def _fused(
             mask = (
                 mask.expand(w, h, *mask.shape[-2:]).reshape(1, w * h, *mask.shape[-2:])
                 if (per_window)
-                else mask.reshape(1, h, *mask.shape[-2:])
+                else mask.reshape(1, -1, *mask.shape[-2:])  # (1, heads or 1, N, N)
             )
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return out.reshape(b, w, h, n, d)

@@ -4,7 +4,10 @@ Faithful to VRT: self attention in 3-D windows with a learned 3-D relative posit
 mutual blocks (window depth 2) a second projection of ``x + sine code`` lets each frame's queries
 attend the other frame's keys, and the output is ``proj(cat[mutual, self])``. Shifted windows on
 odd blocks with VRT's -100 region mask. The bias and the shift mask are folded into one additive
-mask and every attention call is a single 4-D :func:`model.sdpa.attention`.
+mask and every attention call is a single 4-D :func:`model.sdpa.attention`; in shifted blocks all
+windows attend with the bias alone and the few windows that straddle a shift-region boundary are
+recomputed with their region mask (:class:`~model.window.ShiftMask`), so the (windows, heads, N, N)
+mask of all windows is never built.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from torch.utils.checkpoint import checkpoint
 from .layers import DropPath, GEGLUMlp
 from .sdpa import attention
 from .window import (
+    ShiftMask,
     Window,
     clamp_window,
+    edge_shift_mask,
     pad_to_windows,
     relative_position_index,
-    shift_mask,
     sine_position_encoding,
     window_partition,
     window_reverse,
@@ -58,13 +62,14 @@ class WindowAttention(nn.Module):
             self.qkv_mut = nn.Linear(dim, 3 * dim, bias=qkv_bias)
         self.proj = nn.Linear(2 * dim if mutual else dim, dim)
 
-    def forward(self, x: torch.Tensor, window: Window, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, window: Window, mask: ShiftMask | None) -> torch.Tensor:
         """Attend within windows.
 
         Args:
             x: Window tokens (B, nW, N, C), N = prod(window).
             window: Window in use (the configured one, clamped to the input).
-            mask: Shift-region mask (nW, N, N) or None for unshifted blocks.
+            mask: The shift-region mask of the windows where it is not zero, or None for
+                unshifted blocks.
 
         Returns:
             (B, nW, N, C).
@@ -79,15 +84,21 @@ class WindowAttention(nn.Module):
         return self.proj(out)
 
     def _attend(
-        self, qkv: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None
+        self, qkv: torch.Tensor, bias: torch.Tensor, mask: ShiftMask | None
     ) -> torch.Tensor:
         """Self attention of each window with the bias (heads, N, N) and the shift mask."""
         q, k, v = rearrange(qkv, "b w n (three h d) -> three b w h n d", three=3, h=self.heads)
-        masks = (bias,) if mask is None else (bias, mask[:, None])  # (h, N, N), (nW, 1, N, N)
-        out = attention(q, k, v, *masks)  # (B, nW, heads, N, hd)
+        if mask is None or not len(mask.windows):
+            out = attention(q, k, v, bias)  # (B, nW, heads, N, hd)
+        elif mask.mostly_edges:
+            out = attention(q, k, v, bias, mask.full[:, None])  # (nW, 1, N, N)
+        else:
+            i = mask.windows
+            edge = attention(q[:, i], k[:, i], v[:, i], bias, mask.mask[:, None])  # (nE, 1, N, N)
+            out = attention(q, k, v, bias).index_copy(1, i, edge)
         return rearrange(out, "b w h n d -> b w n (h d)")
 
-    def _mutual(self, x: torch.Tensor, window: Window, mask: torch.Tensor | None) -> torch.Tensor:
+    def _mutual(self, x: torch.Tensor, window: Window, mask: ShiftMask | None) -> torch.Tensor:
         """Frame 2's queries attend frame 1 and vice versa; (B, nW, N, C) -> (B, nW, N, C)."""
         b, nw, n, c = x.shape
         h = self.heads
@@ -96,19 +107,22 @@ class WindowAttention(nn.Module):
         pos = sine_position_encoding(window[1], window[2], c, device=x.device)  # (N/2, C)
         qkv = self.qkv_mut(x + pos.repeat(2, 1).to(x.dtype))  # (B, nW, N, 3C)
         q, k, v = rearrange(
-            qkv, "b w (f n) (three h d) -> three b (w h f) n d", three=3, h=h, f=2
-        )  # (B, nW*h*2, N/2, hd) with f = frame within the window
-        q = rearrange(q, "b (wh f) n d -> b wh f n d", f=2).flip(2).flatten(1, 2)  # swap frames
-        if mask is None:
-            out = attention(q, k, v)
-        else:
-            half = mask[:, : n // 2, : n // 2]  # VRT: the first frame's region labels
-            full = (
-                half[:, None, None].expand(nw, h, 2, n // 2, n // 2).reshape(1, -1, n // 2, n // 2)
-            )
-            out = attention(q, k, v, full)
+            qkv, "b w (f n) (three h d) -> three b w (h f) n d", three=3, h=h, f=2
+        )  # (B, nW, h*2, N/2, hd) with f = frame within the window
+        q = q.unflatten(2, (h, 2)).flip(3).flatten(2, 3)  # swap frames
+        if mask is None or not len(mask.windows):
+            return self._mutual_out(attention(q, k, v))
+        half = slice(None, n // 2)  # VRT: the first frame's region labels
+        if mask.mostly_edges:
+            return self._mutual_out(attention(q, k, v, mask.full[:, None, half, half]))
+        i = mask.windows
+        edge = attention(q[:, i], k[:, i], v[:, i], mask.mask[:, None, half, half])
+        return self._mutual_out(attention(q, k, v).index_copy(1, i, edge))
+
+    def _mutual_out(self, out: torch.Tensor) -> torch.Tensor:
+        """(B, nW, heads*2, N/2, hd) -> (B, nW, N, C)."""
         # out[f=0] = frame-2 queries on frame 1 (placed first, as VRT does), out[f=1] the converse.
-        return rearrange(out, "b (w h f) n d -> b w (f n) (h d)", w=nw, h=h, f=2)
+        return rearrange(out, "b w (h f) n d -> b w (f n) (h d)", h=self.heads, f=2)
 
 
 class TMSABlock(nn.Module):
@@ -167,7 +181,7 @@ class TMSABlock(nn.Module):
         mask = None
         if shifted:
             x = torch.roll(x, shifts=tuple(-s for s in shift), dims=(1, 2, 3))
-            mask = shift_mask(size, window, shift, device=x.device)  # (nW, N, N)
+            mask = edge_shift_mask(size, window, shift, device=x.device)
         out = self.attn(window_partition(x, window), window, mask)  # (B, nW, N, C)
         x = window_reverse(out, window, size)
         if shifted:

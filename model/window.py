@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +24,8 @@ __all__ = [
     "window_reverse",
     "relative_position_index",
     "shift_mask",
+    "ShiftMask",
+    "edge_shift_mask",
     "sine_position_encoding",
 ]
 
@@ -78,9 +81,9 @@ def _device_cached(fn):  # type: ignore[no-untyped-def]
     def wrapper(*args, device: torch.device | str = "cpu"):  # type: ignore[no-untyped-def]
         device = torch.device(device)
         key = (*args, str(device))
-        # built as normal tensors even inside inference mode, so that a later training forward
-        # can save them for backward
-        with torch.inference_mode(False):
+        # built on the CPU as normal tensors, even inside inference mode (a later training
+        # forward can save them for backward) or a meta default device (the values are needed)
+        with torch.inference_mode(False), torch.device("cpu"):
             if device.type == "meta":
                 return cpu_fn(*args).to(device)
             if key not in per_device:
@@ -128,6 +131,57 @@ def shift_mask(size: Window, window: Window, shift: Window) -> torch.Tensor:
     regions = window_partition(img, window)[0, :, :, 0]  # (nW, N)
     diff = regions[:, None, :] - regions[:, :, None]  # (nW, N, N)
     return torch.where(diff != 0, MASK_VALUE, 0.0)
+
+
+class ShiftMask(NamedTuple):
+    """The shift mask of a shifted block, kept only where it is not zero.
+
+    Only the windows that straddle a shift-region boundary (the last window along each shifted
+    axis) have a nonzero mask; every other window attends with the bias alone. Materialising the
+    mask for all windows costs (nW, heads, N, N) of memory traffic per shifted block, several
+    times the attention itself at deployment sizes.
+
+    Attributes:
+        windows: Indices (nE,) of the windows with a nonzero mask, ascending.
+        mask: Their additive masks (nE, N, N).
+        full: The masks of all windows (nW, N, N), zero where not listed.
+    """
+
+    windows: torch.Tensor
+    mask: torch.Tensor
+    full: torch.Tensor
+
+    @property
+    def mostly_edges(self) -> bool:
+        """More than a quarter of the windows straddle a boundary (small inputs): recomputing
+        them would cost more than attending every window with the full mask."""
+        return 4 * len(self.windows) > len(self.full)
+
+
+def _edges(mask: torch.Tensor) -> torch.Tensor:
+    return mask.ne(0).flatten(1).any(1)
+
+
+@_device_cached
+def _edge_windows(size: Window, window: Window, shift: Window) -> torch.Tensor:
+    return _edges(shift_mask(size, window, shift)).nonzero().flatten()
+
+
+@_device_cached
+def _edge_masks(size: Window, window: Window, shift: Window) -> torch.Tensor:
+    mask = shift_mask(size, window, shift)
+    return mask[_edges(mask)]
+
+
+def edge_shift_mask(
+    size: Window, window: Window, shift: Window, *, device: torch.device | str = "cpu"
+) -> ShiftMask:
+    """:func:`shift_mask` of the windows where it is not zero (:class:`ShiftMask`), cached."""
+    return ShiftMask(
+        _edge_windows(size, window, shift, device=device),
+        _edge_masks(size, window, shift, device=device),
+        shift_mask(size, window, shift, device=device),
+    )
 
 
 @_device_cached

@@ -9,6 +9,7 @@ import torch
 
 from model.tmsa import TMSABlock, WindowAttention
 from model.window import (
+    edge_shift_mask,
     relative_position_index,
     shift_mask,
     sine_position_encoding,
@@ -113,9 +114,24 @@ def test_window_attention_equals_vrt(mutual: bool, shifted: bool) -> None:
     x = torch.randn(2, *size, 12, dtype=torch.float64)
     windows = window_partition(x, window)  # (B, nW, N, C)
     mask = shift_mask(size, window, (1, 2, 2)).double() if shifted else None
-    ours = mod(windows, window, mask)
+    ours = mod(windows, window, edge_shift_mask(size, window, (1, 2, 2)) if shifted else None)
     ref = _official_attention(mod, windows.flatten(0, 1), mask).view_as(ours)
     assert (ours - ref).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("mutual", [True, False])
+def test_shifted_attention_recomputing_only_the_edge_windows_equals_vrt(mutual: bool) -> None:
+    """On a grid of 8x8 windows 15 straddle the shift boundary: the rest attend with the bias
+    alone, and the result is still VRT's."""
+    torch.manual_seed(0)
+    window = (2, 4, 4) if mutual else (3, 4, 4)
+    size, shift = (window[0], 32, 32), (0, 2, 2)
+    mod = WindowAttention(dim=12, heads=3, window=window, mutual=mutual).double()
+    windows = window_partition(torch.randn(1, *size, 12, dtype=torch.float64), window)
+    edges = edge_shift_mask(size, window, shift)
+    assert len(edges.windows) == 15 and not edges.mostly_edges
+    ref = _official_attention(mod, windows.flatten(0, 1), shift_mask(size, window, shift).double())
+    assert (mod(windows, window, edges) - ref.view_as(windows)).abs().max() < 1e-12
 
 
 def test_clamped_temporal_window_equals_vrt_slice() -> None:
