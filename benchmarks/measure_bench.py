@@ -4,10 +4,11 @@ Usage::
 
     python benchmarks/measure_bench.py [--configs tiny,baseline] [--budgets smoke,cpu]
         [--device cpu] [--threads 2] [--repeat-measurements 5] [--max-steps N] [--fake-data]
-        [--cache-dir DIR] [--out benchmarks/out/measure.json]
+        [--latency-shape TxHxW] [--cache-dir DIR] [--out benchmarks/out/measure.json]
 
 For every (config, budget) pair it runs one trial the way a study does (cost model, short
-training, validation, latency) and reports:
+training of the budget's proxy, validation), then measures the full-width deployment model
+directly at ``--latency-shape`` (default: the budget's latency target), and reports:
 
 - seconds per trial, split into cost model / training / validation / latency (data generation is
   reported apart: it happens once per study and is cached);
@@ -41,6 +42,7 @@ from search.budgets import Budget, apply_budget, get_budget
 from search.latency import measure_latency, tune_malloc
 from search.measure.cost import count_cost
 from search.measure.device import resolve_amp_dtype
+from search.measure.target import parse_shape
 from search.measure.train import train_model
 
 
@@ -62,8 +64,10 @@ def _fake_data(budget: Budget) -> _Fake:
     )
 
 
-def _latency_inputs(cfg: Any, budget: Budget, device: torch.device) -> tuple[torch.Tensor, ...]:
-    t, h, w = budget.latency_shape
+def _latency_inputs(
+    cfg: Any, shape: tuple[int, int, int], device: torch.device
+) -> tuple[torch.Tensor, ...]:
+    t, h, w = shape
     g = torch.Generator().manual_seed(0)
     rgb = torch.rand(1, t, 3, h, w, generator=g).to(device)
     spike = torch.rand(1, t, cfg.data.num_voxel_bins, h, w, generator=g).to(device)
@@ -73,10 +77,11 @@ def _latency_inputs(cfg: Any, budget: Budget, device: torch.device) -> tuple[tor
 def run_trial(name: str, budget: Budget, args: argparse.Namespace) -> dict[str, Any]:
     """One study-like trial of preset ``name`` at ``budget``; returns its figures."""
     device = torch.device(args.device)
-    cfg = apply_budget(load_preset(name), budget)
+    deploy = load_preset(name)
+    cfg = apply_budget(deploy, budget)
+    shape = args.latency_shape or budget.latency_shape
     t_cost = time.perf_counter()
-    cost = count_cost(cfg, frames=budget.latency_frames, height=budget.latency_size,
-                      width=budget.latency_size)  # fmt: skip
+    cost = count_cost(deploy, frames=shape[0], height=shape[1], width=shape[2])
     cost_s = time.perf_counter() - t_cost
 
     t_data = time.perf_counter()
@@ -92,18 +97,19 @@ def run_trial(name: str, budget: Budget, args: argparse.Namespace) -> dict[str, 
     if args.max_steps and args.max_steps < budget.steps:
         warm = min(budget.warmup_steps, args.max_steps - 1)
         run_budget = dataclasses.replace(budget, steps=args.max_steps, warmup_steps=warm)
-    if args.skip_train:  # latency figures only: a freshly initialised model times the same
-        torch.manual_seed(0)
-        model, r = VRTSpike(cfg).to(device), None
-        train_s = eval_s = samples_per_s = float("nan")
-    else:
+    r = None
+    train_s = eval_s = samples_per_s = float("nan")
+    if not args.skip_train:
         trained = train_model(cfg, run_budget, data, device=device, seed=0)
-        model, r = trained.model, trained.result
+        r = trained.result
         train_s = r.train_seconds * budget.steps / run_budget.steps
         eval_s, samples_per_s = r.eval_seconds, r.samples_per_s
+        del trained
 
-    amp = resolve_amp_dtype(cfg.train.amp_enabled, cfg.train.amp_dtype, device)
-    rgb, spike = _latency_inputs(cfg, budget, device)
+    torch.manual_seed(0)  # latency does not depend on the weights: a fresh deployment model
+    model = VRTSpike(deploy).to(device)
+    amp = resolve_amp_dtype(deploy.train.amp_enabled, deploy.train.amp_dtype, device)
+    rgb, spike = _latency_inputs(deploy, shape, device)
     t_lat = time.perf_counter()
     lat = measure_latency(model, rgb, spike, amp=amp, warmup=budget.latency_warmup,
                           repeats=budget.latency_repeats)  # fmt: skip
@@ -122,7 +128,7 @@ def run_trial(name: str, budget: Budget, args: argparse.Namespace) -> dict[str, 
         "budget": budget.name,
         "device": lat.device_name,
         "threads": torch.get_num_threads(),
-        "embed_dims": list(cfg.model.embed_dims),
+        "trained_embed_dims": list(cfg.model.embed_dims),
         "params": cost.params,
         "gflops_latency_shape": cost.gflops,
         "trial_seconds": cost_s + train_s + eval_s + latency_s,
@@ -181,6 +187,8 @@ def main() -> None:
     p.add_argument("--max-steps", type=int, default=0)
     p.add_argument("--fake-data", action="store_true")
     p.add_argument("--skip-train", action="store_true", help="latency figures only")
+    p.add_argument("--latency-shape", type=parse_shape, default=None, metavar="TxHxW",
+                   help="direct measurement input (default: the budget's)")  # fmt: skip
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--out", default="benchmarks/out/measure.json")
     args = p.parse_args()

@@ -4,6 +4,8 @@ Usage (2 threads, fp32, inference mode):
 
     python benchmarks/model_bench.py                      # ours only
     python benchmarks/model_bench.py --official network_vrt.py   # + official VRT, same run
+    python -u benchmarks/model_bench.py --official network_vrt.py --shapes 6x128x128,5x256x256 \
+        --repeats 3 --warmup 1 --skip-flops            # + the GoPro network at deployment sizes
 
 ``--official`` takes the official ``models/network_vrt.py`` of JingyunLiang/VRT (not part of this
 project; fetch it yourself). torchvision is not needed: its ``deform_conv2d`` is replaced by this
@@ -30,9 +32,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from model import VRTSpike, VRTSpikeConfig, load_preset  # noqa: E402
 from model.deform import deform_conv2d  # noqa: E402
 from model.sdpa import math_attention  # noqa: E402
+from search.measure.target import parse_shape  # noqa: E402
 
 # The official "tiny" configuration of the issue: 4 frames 64x64, temporal window 2, spatial
 # window 8, depths [2]*9, dims 32 (stages 1-7) / 48 (stage 8), 8 deformable groups, no spike.
+# VRT's official video-deblurring network (task 006, GoPro), as its test script builds it; ours is
+# the ``vrt_gopro`` preset.
+GOPRO_OFFICIAL = dict(
+    upscale=1,
+    img_size=[6, 192, 192],
+    window_size=[6, 8, 8],
+    depths=[8] * 7 + [4] * 4,
+    indep_reconsts=[9, 10],
+    embed_dims=[96] * 7 + [120] * 4,
+    num_heads=[6] * 11,
+    pa_frames=2,
+    deformable_groups=16,
+)
 TINY_OFFICIAL = dict(
     upscale=1,
     img_size=[4, 64, 64],
@@ -134,6 +150,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-flops", action="store_true", help="skip the 5x256x256 FLOP table")
+    parser.add_argument("--shapes", default="", help="TxHxW,...: also time vrt_gopro (and the "
+                        "official GoPro network with --official) at these inputs")  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -193,6 +211,33 @@ def main() -> None:
         )
     if "official" in med:
         print(f"speed-up : {med['official'] / med['ours']:.2f}x")
+    for text in filter(None, args.shapes.split(",")):
+        compare_gopro(parse_shape(text), args)
+
+
+def compare_gopro(shape: tuple[int, int, int], args: argparse.Namespace) -> None:
+    """``vrt_gopro`` against the official GoPro network at one input, interleaved."""
+    t, h, w = shape
+    print(f"\n## GoPro network, 1x{t}x3x{h}x{w}, fp32, {args.threads} threads")
+    rgb = torch.rand(1, t, 3, h, w)
+    models = {"ours": VRTSpike(load_preset("vrt_gopro")).eval()}
+    if args.official:
+        models["official"] = load_official(args.official).VRT(**GOPRO_OFFICIAL).eval()
+
+    def forward(model: torch.nn.Module) -> object:
+        def run() -> None:
+            with torch.inference_mode():
+                model(rgb)
+
+        return run
+
+    times = time_forwards({k: forward(m) for k, m in models.items()}, args.repeats, args.warmup)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    for name, ts in times.items():
+        print(f"{name:9s}: median {med[name]:9.0f} ms  min {min(ts):9.0f}  max {max(ts):9.0f}  "
+              f"(n={len(ts)})", flush=True)  # fmt: skip
+    if "official" in med:
+        print(f"speed-up : {med['official'] / med['ours']:.2f}x", flush=True)
 
 
 if __name__ == "__main__":

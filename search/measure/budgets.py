@@ -12,7 +12,8 @@ Measured per trial (training + validation + latency + cost model; ``benchmarks/m
 - ``smoke``: seconds per trial on 2 CPU cores (``tiny`` 5 s, ``baseline`` 13 s); for tests and
   for trying the service.
 - ``cpu``: the default without a GPU; ``tiny`` 16 s, ``baseline`` (widths 96 -> 24) 66 s per
-  trial on 2 cores, so a 50-trial study of the guide's search space takes about an hour.
+  trial on 2 cores when the proxy itself was timed (before latency targets); a trial now
+  predicts its latency from the table, measuring only the parts the table lacks.
 - ``gpu``: full widths, 5-frame clips, latency at the guide's 5x256x256; ``baseline`` about
   14 min per trial on one H100 (0.79 s per fp32 training step of two 5x128x128 clips).
 

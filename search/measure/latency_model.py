@@ -16,7 +16,8 @@ names everything its time depends on besides the table's own key:
   ``spike_encoder``, each stage's fixed work (entry reshape, two linears, parallel warping),
   stage 8's entry and group linears, the ``head``, and ``other`` (padding, skips, crop).
 
-A table holds the entries of one (device name, torch version, threads, ``T x H x W``, dtype): a
+A table holds the entries of one (device name, torch version, threads, ``T x H x W``, dtype,
+digest of the ``model`` package's source, so that a change of the network is another table): a
 JSON file under ``studies/latency_tables/`` (``$VRTSPIKE_LATENCY_TABLES`` overrides). Missing
 entries are measured on first need under an exclusive file lock, so the workers of a host
 measure each entry once and reuse it; the file is replaced atomically after every measured part,
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -42,6 +44,7 @@ from typing import Any
 
 import torch
 
+import model
 from model import VRTSpike, VRTSpikeConfig
 from model.chunking import Chunking
 from model.config import stage_scale_index
@@ -59,6 +62,7 @@ __all__ = [
     "TableKey",
     "Term",
     "default_table_dir",
+    "model_code_digest",
     "predict_latency",
     "probes_of",
     "table_for",
@@ -82,6 +86,15 @@ def default_table_dir() -> Path:
     return Path(env) if env else Path.cwd() / "studies" / "latency_tables"
 
 
+@functools.cache
+def model_code_digest() -> str:
+    """Digest of the ``model`` package's Python source (12 hex digits)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(model.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 @dataclass(frozen=True)
 class TableKey:
     """What a table's entries are valid for (a change of any field is another table)."""
@@ -91,6 +104,7 @@ class TableKey:
     threads: int
     shape: tuple[int, int, int]
     dtype: str
+    model_code: str
 
     @classmethod
     def here(
@@ -103,6 +117,7 @@ class TableKey:
             threads=torch.get_num_threads(),
             shape=tuple(shape),  # type: ignore[arg-type]
             dtype=amp_name(amp) or "float32",
+            model_code=model_code_digest(),
         )
 
     def file_name(self) -> str:
