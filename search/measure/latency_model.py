@@ -382,7 +382,7 @@ def _spike_terms(cfg: VRTSpikeConfig, where: _Where) -> list[tuple[Term, Probe]]
                 chunking=fz.chunking,
                 mlp_ratio=fz.mlp_ratio,
             )
-            t = where.frames  # fmt: skip
+            t = where.frames
             return module, (where.randn(1, t, h, w, dim), where.randn(1, t, h, w, sdim))
 
         out.append((Term(f"fusion{i}", key, 1), _module_probe(key, key, where, build_fusion)))
