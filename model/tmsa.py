@@ -88,14 +88,7 @@ class WindowAttention(nn.Module):
     ) -> torch.Tensor:
         """Self attention of each window with the bias (heads, N, N) and the shift mask."""
         q, k, v = rearrange(qkv, "b w n (three h d) -> three b w h n d", three=3, h=self.heads)
-        if mask is None or not len(mask.windows):
-            out = attention(q, k, v, bias)  # (B, nW, heads, N, hd)
-        elif mask.mostly_edges:
-            out = attention(q, k, v, bias, mask.full[:, None])  # (nW, 1, N, N)
-        else:
-            i = mask.windows
-            edge = attention(q[:, i], k[:, i], v[:, i], bias, mask.mask[:, None])  # (nE, 1, N, N)
-            out = attention(q, k, v, bias).index_copy(1, i, edge)
+        out = _window_attention(q, k, v, (bias,), mask)  # (B, nW, heads, N, hd)
         return rearrange(out, "b w h n d -> b w n (h d)")
 
     def _mutual(self, x: torch.Tensor, window: Window, mask: ShiftMask | None) -> torch.Tensor:
@@ -110,19 +103,33 @@ class WindowAttention(nn.Module):
             qkv, "b w (f n) (three h d) -> three b w (h f) n d", three=3, h=h, f=2
         )  # (B, nW, h*2, N/2, hd) with f = frame within the window
         q = q.unflatten(2, (h, 2)).flip(3).flatten(2, 3)  # swap frames
-        if mask is None or not len(mask.windows):
-            return self._mutual_out(attention(q, k, v))
-        half = slice(None, n // 2)  # VRT: the first frame's region labels
-        if mask.mostly_edges:
-            return self._mutual_out(attention(q, k, v, mask.full[:, None, half, half]))
-        i = mask.windows
-        edge = attention(q[:, i], k[:, i], v[:, i], mask.mask[:, None, half, half])
-        return self._mutual_out(attention(q, k, v).index_copy(1, i, edge))
-
-    def _mutual_out(self, out: torch.Tensor) -> torch.Tensor:
-        """(B, nW, heads*2, N/2, hd) -> (B, nW, N, C)."""
+        # VRT: the first frame's region labels serve both frames
+        out = _window_attention(q, k, v, (), mask, crop=n // 2)  # (B, nW, h*2, N/2, hd)
         # out[f=0] = frame-2 queries on frame 1 (placed first, as VRT does), out[f=1] the converse.
-        return rearrange(out, "b w (h f) n d -> b w (f n) (h d)", h=self.heads, f=2)
+        return rearrange(out, "b w (h f) n d -> b w (f n) (h d)", h=h, f=2)
+
+
+def _window_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    masks: tuple[torch.Tensor, ...],
+    shift: ShiftMask | None,
+    *,
+    crop: int | None = None,
+) -> torch.Tensor:
+    """Attention of windows (B, nW, heads, N, hd) with ``masks`` and, in a shifted block, the
+    region mask (its first ``crop`` rows and columns): every window with ``masks`` alone, then
+    the windows that straddle a region boundary again with their mask; where they are most of
+    the windows, all of them at once with the full mask."""
+    if shift is None or not len(shift.windows):
+        return attention(q, k, v, *masks)
+    part = slice(None, crop)
+    if shift.mostly_edges:
+        return attention(q, k, v, *masks, shift.full[:, None, part, part])  # (nW, 1, N, N)
+    i = shift.windows
+    edge = attention(q[:, i], k[:, i], v[:, i], *masks, shift.mask[:, None, part, part])
+    return attention(q, k, v, *masks).index_copy(1, i, edge)
 
 
 class TMSABlock(nn.Module):
