@@ -32,7 +32,8 @@ from torch.utils._pytree import tree_leaves
 from search.measure.device import amp_name, autocast, device_name, resolve_amp_dtype, synchronize
 
 __all__ = ["Latency", "PeakStorage", "SampleStats", "deploy_mode", "measure_latency"]
-__all__ += ["profile_parts", "repeat_until_stable", "summarize_samples", "tune_malloc"]
+__all__ += ["call_timer", "profile_parts", "repeat_until_stable", "summarize_samples"]
+__all__ += ["tune_malloc"]
 
 logger = logging.getLogger(__name__)
 
@@ -185,16 +186,16 @@ def deploy_mode(model: nn.Module, device: torch.device, amp: torch.dtype | None)
         model.train(was_training)
 
 
-def _make_timer(model: nn.Module, rgb: torch.Tensor, spike: torch.Tensor) -> Callable[[], float]:
-    """A callable running one synchronised forward and returning its time in ms."""
-    device = rgb.device
+def call_timer(run: Callable[[], object], device: torch.device) -> Callable[[], float]:
+    """A callable running ``run()`` once, synchronised, and returning its time in ms (CUDA
+    events on a GPU, ``perf_counter_ns`` elsewhere)."""
     if device.type == "cuda":
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
 
         def time_cuda() -> float:
             start.record()
-            model(rgb, spike)
+            run()
             end.record()
             end.synchronize()
             return float(start.elapsed_time(end))
@@ -204,7 +205,7 @@ def _make_timer(model: nn.Module, rgb: torch.Tensor, spike: torch.Tensor) -> Cal
     def time_host() -> float:
         synchronize(device)
         t0 = time.perf_counter_ns()
-        model(rgb, spike)
+        run()
         synchronize(device)
         return (time.perf_counter_ns() - t0) / 1e6
 
@@ -327,7 +328,7 @@ def _timed(
     synchronize(rgb.device)
     if rgb.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(rgb.device)
-    timer = _make_timer(model, rgb, spike)
+    timer = call_timer(lambda: model(rgb, spike), rgb.device)
     return repeat_until_stable(
         timer, repeats=repeats, cv_threshold=cv_threshold, max_attempts=max_attempts
     )

@@ -50,8 +50,14 @@ from model.chunking import Chunking
 from model.config import stage_scale_index
 from model.spike import SpikeTemporalSelfAttention, TemporalCrossAttentionFusion
 from model.tmsa import TMSAGroup
-from search.measure.device import amp_name, config_amp, device_name, synchronize
-from search.measure.latency import deploy_mode, profile_parts, summarize_samples, tune_malloc
+from search.measure.device import amp_name, config_amp, device_name
+from search.measure.latency import (
+    call_timer,
+    deploy_mode,
+    profile_parts,
+    summarize_samples,
+    tune_malloc,
+)
 from search.measure.target import format_shape
 
 __all__ = [
@@ -182,17 +188,18 @@ class LatencyTable:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
-        if data.get("format") != _FORMAT or data.get("key") != json.loads(self._key_json()):
+        if data.get("format") != _FORMAT or data.get("key") != self._key_record():
             logger.warning("latency table %s has another key or format; rebuilding", self.path)
             return {}
         return {k: float(v) for k, v in data["entries"].items()}
 
-    def _key_json(self) -> str:
-        return json.dumps({**asdict(self.key), "shape": list(self.key.shape)})
+    def _key_record(self) -> dict[str, Any]:
+        """The key as its JSON file stores it (the shape as a list)."""
+        return {**asdict(self.key), "shape": list(self.key.shape)}
 
     def _write(self, entries: dict[str, float]) -> None:
         """Replace the file atomically (a reader sees the old table or the new one)."""
-        data = {"format": _FORMAT, "key": json.loads(self._key_json()), "entries": entries}
+        data = {"format": _FORMAT, "key": self._key_record(), "entries": entries}
         tmp = self.folder / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
@@ -239,25 +246,27 @@ class LatencyTable:
 # ---- timing ------------------------------------------------------------------------------------
 
 
-def _time_ms(run: Callable[[], object], device: torch.device) -> float:
-    """Median ms of ``run`` after one untimed call; about :data:`_TARGET_MS` of timed calls.
-
-    On the CPU glibc malloc is tuned first, as for a direct measurement (:func:`tune_malloc`).
-    """
+def _warm_timer(
+    run: Callable[[], object], device: torch.device
+) -> tuple[Callable[[], float], float]:
+    """A timer of ``run`` (:func:`call_timer`) after one untimed call, and a first timed call's
+    ms. On the CPU glibc malloc is tuned first, as for a direct measurement."""
     if device.type == "cpu":
         tune_malloc()
-
-    def once() -> float:
-        synchronize(device)
-        t0 = time.perf_counter_ns()
-        run()
-        synchronize(device)
-        return (time.perf_counter_ns() - t0) / 1e6
-
+    once = call_timer(run, device)
     once()
-    first = once()
-    repeats = max(1, min(9, int(_TARGET_MS / max(first, 1e-3))))
-    return summarize_samples([first, *(once() for _ in range(repeats))]).median_ms
+    return once, once()
+
+
+def _runs(first_ms: float, most: int) -> int:
+    """How many timed calls make about :data:`_TARGET_MS` (at least 1, at most ``most``)."""
+    return max(1, min(most, int(_TARGET_MS / max(first_ms, 1e-3))))
+
+
+def _time_ms(run: Callable[[], object], device: torch.device) -> float:
+    """Median ms of ``run`` after one untimed call; about :data:`_TARGET_MS` of timed calls."""
+    once, first = _warm_timer(run, device)
+    return summarize_samples([first, *(once() for _ in range(_runs(first, 9)))]).median_ms
 
 
 def _pad(size: int) -> int:
@@ -425,9 +434,8 @@ def _skeleton_probe(cfg: VRTSpikeConfig, where: _Where, shape: tuple[int, int, i
         rgb = where.randn(1, t, 3, h, w).uniform_()
         spike = where.randn(1, t, cfg.data.num_voxel_bins, h, w).uniform_()
         with deploy_mode(model, where.device, where.amp):
-            first = _time_ms(lambda: model(rgb, spike), where.device)
-            runs = max(2, min(10, int(_TARGET_MS / max(first, 1e-3))))
-            parts, _ = profile_parts(model, rgb, spike, runs=runs)
+            _, first = _warm_timer(lambda: model(rgb, spike), where.device)
+            parts, _ = profile_parts(model, rgb, spike, runs=max(2, _runs(first, 10)))
         return {key: parts[label] for label, key in keys.items()}
 
     return Probe(keys=tuple(keys.values()), what="skeleton: " + ", ".join(keys), run=run)
