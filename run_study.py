@@ -6,6 +6,7 @@
     python run_study.py export --study-name conservative-cpu --out best.yaml --policy knee
     python run_study.py dashboard                                 # optuna-dashboard on 127.0.0.1
     python run_study.py latency-table --space conservative        # time a space's parts ahead
+    python run_study.py parent --space conservative               # build the elastic parent ahead
 
 Several workers share one study on PostgreSQL: start the same command on each GPU or machine with
 ``--storage postgresql://USER@HOST/DB`` (``--workers`` starts one per visible GPU here).
@@ -27,7 +28,7 @@ import optuna
 
 from model.errors import VRTSpikeError
 from search.arguments import VERBOSE, build_parser
-from search.cli import fail
+from search.cli import fail, step_printer
 from search.measure.budgets import default_budget_name, get_budget
 from search.measure.device import parse_device
 from search.measure.target import LatencyTarget, format_shape
@@ -37,8 +38,9 @@ from search.report.report import front_report, render_text, summary_text
 from search.study import launch
 from search.study.locks import SEVERAL_WORKERS
 from search.study.objective import Limits
+from search.study.parent import ensure_parent
 from search.study.progress import Progress
-from search.study.runner import StudySettings, run_study
+from search.study.runner import StudySettings, data_name, load_data, run_study
 from search.study.space import load_space
 from search.study.storage import StorageURL, StudyError, load_existing_study
 from search.study.tables import build_space_tables
@@ -65,6 +67,8 @@ def _settings(args: argparse.Namespace, device: str) -> StudySettings:
         heartbeat=args.heartbeat,
         train_threads=args.train_threads,
         latency=LatencyTarget(args.latency_shape or budget.latency_shape, args.latency_source),
+        parent=args.parent,
+        from_scratch=args.from_scratch,
     )
 
 
@@ -76,7 +80,10 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     header = f"{'w' + tag + ' ' if tag else ''}{s.describe()}"
     try:
         progress = Progress(s.n_trials, lambda line: print(line, flush=True), tag)
-        study = run_study(s, callbacks=[progress], on_ready=lambda _: print(header, flush=True))
+        study = run_study(
+            s, callbacks=[progress], on_ready=lambda _: print(header, flush=True),
+            parent_progress=step_printer("building the space's parent", f"w{tag} " if tag else ""),
+        )  # fmt: skip
     except KeyboardInterrupt as e:
         print(
             f"interrupted ({stop_reason(e)}): the running trial, if any, ended as failed and was "
@@ -172,8 +179,28 @@ def _cmd_latency_table(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_parent(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    device = parse_device(args.device)
+    space = load_space(args.space)
+    budget = get_budget(args.budget or default_budget_name(str(device)))
+    data = load_data(args.data, budget, seed=args.seed)
+    parent, built = ensure_parent(
+        space, budget, data, device=device, seed=args.seed, data_name=data_name(args.data),
+        progress=step_printer(f"parent of {space.name} ({budget.name})"),
+    )  # fmt: skip
+    r = parent.result
+    base = r["input_psnr_db"]
+    print(f"{'built' if built else 'cached'}: {parent.path} ({r['steps']} sandwich steps, "
+          f"{r['build_seconds']:.0f} s to build)")  # fmt: skip
+    print(f"validation PSNR {r['psnr_db']:.2f} dB (blurry input {base:.2f} dB); gain of the "
+          f"largest sub-network {r['psnr_db'] - base:+.2f} dB, of the smallest "
+          f"{r['smallest_psnr_db'] - base:+.2f} dB")  # fmt: skip
+    return 0
+
+
 _COMMANDS = {"run": _cmd_run, "pareto": _cmd_pareto, "export": _cmd_export,
-             "dashboard": _cmd_dashboard, "latency-table": _cmd_latency_table}  # fmt: skip
+             "dashboard": _cmd_dashboard, "latency-table": _cmd_latency_table,
+             "parent": _cmd_parent}  # fmt: skip
 
 
 def _with_command(argv: list[str]) -> list[str]:

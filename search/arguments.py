@@ -1,5 +1,6 @@
 """The command line of ``run_study.py``: its commands (``run``, ``pareto``, ``export``,
-``dashboard``, ``latency-table``) and their options; ``run_study.py`` dispatches them."""
+``dashboard``, ``latency-table``, ``parent``) and their options; ``run_study.py`` dispatches
+them."""
 
 from __future__ import annotations
 
@@ -60,6 +61,12 @@ def _run_options(run: argparse.ArgumentParser) -> None:
         "a trial silent for 3x this is failed and re-queued (0: off)")  # fmt: skip
     add("--train-threads", type=positive_int, help="CPU threads for training (default: this "
         "process's threads divided by the workers running on this CPU)")  # fmt: skip
+    start = run.add_mutually_exclusive_group()
+    start.add_argument("--parent", metavar="PATH", help="inherit every trial's weights from this "
+        "checkpoint (a search.train_cli output, or {'config', 'state_dict'}) instead of the "
+        "space's elastic parent")  # fmt: skip
+    start.add_argument("--from-scratch", action="store_true", help="train each trial from its "
+        "own initialisation, inheriting nothing")  # fmt: skip
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -94,4 +101,11 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     _target_options(t)
     t("--samples", type=positive_int, default=500, help="random configs besides the references")
     t("--seed", type=int, default=0)
+    e = sub.add_parser("parent", help="build (or show) a space's elastic parent").add_argument
+    e(*VERBOSE, action="store_true", default=argparse.SUPPRESS, help="log progress details")
+    e("--space", default="conservative", help="space name in spaces/ or a YAML path")
+    e("--budget", choices=sorted(BUDGETS), help="default: gpu with CUDA, else cpu")
+    e("--device", default="auto", help="auto, cpu, cuda or cuda:K")
+    e("--seed", type=int, default=0, help="as the study's --seed")
+    e("--data", default="synthetic", help="'synthetic' or a Spk-GoPro data root")
     return p

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 
 __all__ = ["OneLineParser", "fail", "natural_int", "port", "positive_float", "positive_int"]
+__all__ += ["step_printer"]
 
 
 def fail(message: str) -> int:
@@ -51,3 +52,15 @@ def port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be 0-65535, got {value}")
     return value
+
+
+def step_printer(what: str, tag: str = "") -> Callable[[int, int, float, float], None]:
+    """Print about 20 progress lines over a long training: ``what [k/N] loss, seconds``."""
+
+    def report(done: int, total: int, loss: float, seconds: float) -> None:
+        if done == 1 or done == total or done % max(1, total // 20) == 0:
+            eta = seconds / done * (total - done)
+            print(f"{tag}{what} [{done}/{total}] loss {loss:.4f}, {seconds:.0f} s, "
+                  f"{eta:.0f} s to go", flush=True)  # fmt: skip
+
+    return report

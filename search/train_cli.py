@@ -18,56 +18,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
-import torch
 
 from model import VRTSpikeConfig
 from model.errors import VRTSpikeError
 from search.cli import OneLineParser, fail
-from search.measure.budgets import BUDGETS, Budget, apply_budget, default_budget_name, get_budget
+from search.measure.budgets import BUDGETS, apply_budget, default_budget_name, get_budget
+from search.measure.checkpoint import load_checkpoint, save_checkpoint
 from search.measure.device import parse_device
-from search.measure.train import TrainDataError, TrainedModel, train_model
+from search.measure.train import TrainDataError, train_model
 
-__all__ = ["main", "save_checkpoint", "load_checkpoint"]
+__all__ = ["main"]
 
 logger = logging.getLogger(__name__)
-
-_KEYS = ("config", "state_dict", "budget", "result")
-
-
-def save_checkpoint(
-    path: str | Path, trained: TrainedModel, *, cfg: VRTSpikeConfig, budget: Budget
-) -> None:
-    """Write ``{"config", "state_dict", "budget", "result"}`` (config, budget, result as dicts).
-
-    ``cfg`` is the configuration that was trained (after :func:`apply_budget`), so
-    ``VRTSpikeConfig.from_dict(ckpt["config"])`` rebuilds exactly the saved network.
-    """
-    payload = {
-        "config": cfg.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in trained.model.state_dict().items()},
-        "budget": budget.to_dict(),
-        "result": trained.result.to_dict(),
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, path)
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save_checkpoint` (tensors on the CPU).
-
-    Raises:
-        TrainDataError: unreadable file or not a training checkpoint.
-    """
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise TrainDataError(f"{path}: cannot read checkpoint ({_one_line(err)})") from err
-    if not isinstance(payload, dict) or set(_KEYS) - set(payload):
-        raise TrainDataError(f"{path}: not a training checkpoint (needs keys {list(_KEYS)})")
-    return payload
 
 
 def _one_line(err: BaseException) -> str:

@@ -13,6 +13,19 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _parents_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Elastic parents built by the tests go to one folder of the session (workers inherit it),
+    never to the checkout's ``studies/parents``; a test that checks the cache uses its own."""
+    old = os.environ.get("VRTSPIKE_PARENTS")
+    os.environ["VRTSPIKE_PARENTS"] = str(tmp_path_factory.mktemp("parents"))
+    yield
+    if old is None:
+        os.environ.pop("VRTSPIKE_PARENTS", None)
+    else:
+        os.environ["VRTSPIKE_PARENTS"] = old
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads() -> None:
     torch.manual_seed(0)

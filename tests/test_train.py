@@ -13,6 +13,7 @@ import torch
 from model import VRTSpike, VRTSpikeConfig, load_preset
 from model.errors import ConfigError
 from search.budgets import BUDGETS, apply_budget, get_budget, scale_widths
+from search.measure.checkpoint import load_checkpoint
 from search.measure.train import (
     NonFiniteLossError,
     TrainDataError,
@@ -21,7 +22,7 @@ from search.measure.train import (
     train,
     train_model,
 )
-from search.train_cli import load_checkpoint, main
+from search.train_cli import main
 
 
 @dataclass

@@ -65,6 +65,9 @@ class Budget:
         latency_size: H = W of the default latency target's input.
         latency_warmup: Untimed forwards before a direct measurement.
         latency_repeats: Timed forwards per block of a direct measurement.
+        parent_steps: Sandwich steps of the space's elastic parent (:mod:`search.study.parent`).
+        parent_subnets: Random sub-networks per sandwich step, besides the largest and the
+            smallest.
     """
 
     name: str
@@ -86,6 +89,8 @@ class Budget:
     latency_size: int
     latency_warmup: int
     latency_repeats: int
+    parent_steps: int
+    parent_subnets: int
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "crop_size", "clip_len", "num_bins")
@@ -98,6 +103,8 @@ class Budget:
             raise ConfigError(f"budget {self.name}: width_scale must be in (0, 1]")
         if self.crop_size > self.data_size:
             raise ConfigError(f"budget {self.name}: crop_size exceeds data_size")
+        if self.parent_steps < 1 or self.parent_subnets < 0:
+            raise ConfigError(f"budget {self.name}: parent_steps must be >= 1, subnets >= 0")
         if self.latency_repeats < 2 or self.latency_warmup < 0:
             raise ConfigError(f"budget {self.name}: latency needs >= 2 repeats, >= 0 warm-up")
 
@@ -148,6 +155,8 @@ BUDGETS: dict[str, Budget] = {
             latency_size=32,
             latency_warmup=1,
             latency_repeats=5,
+            parent_steps=4,
+            parent_subnets=1,
         ),
         Budget(
             name="cpu",
@@ -169,6 +178,8 @@ BUDGETS: dict[str, Budget] = {
             latency_size=256,
             latency_warmup=1,
             latency_repeats=3,
+            parent_steps=600,
+            parent_subnets=1,
         ),
         Budget(
             name="gpu",
@@ -190,6 +201,8 @@ BUDGETS: dict[str, Budget] = {
             latency_size=256,
             latency_warmup=10,
             latency_repeats=30,
+            parent_steps=1500,
+            parent_subnets=2,
         ),
     )
 }
@@ -249,12 +262,20 @@ def scale_widths(cfg: VRTSpikeConfig, scale: float, *, min_width: int) -> VRTSpi
     return cfg.with_overrides({"MODEL.EMBED_DIMS": dims, "MODEL.DEFORMABLE_GROUPS": groups})
 
 
-def apply_budget(cfg: VRTSpikeConfig, budget: Budget) -> VRTSpikeConfig:
-    """The configuration a trial of this budget trains and times.
+def apply_budget(
+    cfg: VRTSpikeConfig, budget: Budget, *, widths_of: VRTSpikeConfig | None = None
+) -> VRTSpikeConfig:
+    """The configuration a trial of this budget trains.
 
     Sets clip length, spike bins, crop, batch, gradient accumulation and (if the budget has one)
     the learning rate, and scales widths (:func:`scale_widths`). Apply it once, to the
     deployment config: scaling is not idempotent for ``width_scale < 1``.
+
+    Args:
+        cfg: The deployment config.
+        budget: The budget.
+        widths_of: A trained parent: take its widths (``EMBED_DIMS``, ``DEFORMABLE_GROUPS``)
+            instead of scaling, so that the child inherits its weights.
     """
     overrides: dict[str, Any] = {
         "DATA.CLIP_LEN": budget.clip_len,
@@ -265,6 +286,11 @@ def apply_budget(cfg: VRTSpikeConfig, budget: Budget) -> VRTSpikeConfig:
     }
     if budget.lr is not None:
         overrides["TRAIN.LR"] = budget.lr
+    if widths_of is not None:
+        m = widths_of.model
+        overrides |= {"MODEL.EMBED_DIMS": list(m.embed_dims),
+                      "MODEL.DEFORMABLE_GROUPS": m.deformable_groups}  # fmt: skip
+        return cfg.with_overrides(overrides)
     out = scale_widths(
         cfg.with_overrides(overrides), budget.width_scale, min_width=budget.min_width
     )

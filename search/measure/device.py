@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import platform
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+import model
 from model.errors import VRTSpikeError
 
 if TYPE_CHECKING:
@@ -36,6 +39,7 @@ __all__ = [
     "device_name",
     "free_memory",
     "library_versions",
+    "model_code_digest",
     "parse_device",
     "resolve_amp_dtype",
     "synchronize",
@@ -176,3 +180,12 @@ def library_versions() -> dict[str, str]:
         "optuna": optuna.__version__,
         "numpy": np.__version__,
     }
+
+
+@functools.cache
+def model_code_digest() -> str:
+    """Digest of the ``model`` package's Python source (12 hex digits)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(model.__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]

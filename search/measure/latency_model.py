@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import logging
@@ -44,13 +43,12 @@ from typing import Any
 
 import torch
 
-import model
 from model import VRTSpike, VRTSpikeConfig
 from model.chunking import Chunking
 from model.config import stage_scale_index
 from model.spike import SpikeTemporalSelfAttention, TemporalCrossAttentionFusion
 from model.tmsa import TMSAGroup
-from search.measure.device import amp_name, config_amp, device_name
+from search.measure.device import amp_name, config_amp, device_name, model_code_digest
 from search.measure.latency import (
     call_timer,
     deploy_mode,
@@ -68,7 +66,6 @@ __all__ = [
     "TableKey",
     "Term",
     "default_table_dir",
-    "model_code_digest",
     "predict_latency",
     "probes_of",
     "table_for",
@@ -90,15 +87,6 @@ def default_table_dir() -> Path:
     """``$VRTSPIKE_LATENCY_TABLES`` if set, else ``studies/latency_tables`` under the cwd."""
     env = os.environ.get(TABLES_ENV)
     return Path(env) if env else Path.cwd() / "studies" / "latency_tables"
-
-
-@functools.cache
-def model_code_digest() -> str:
-    """Digest of the ``model`` package's Python source (12 hex digits)."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(model.__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -32,6 +32,7 @@ from torch import nn
 
 from model import VRTSpike, VRTSpikeConfig
 from model.errors import VRTSpikeError
+from search.inherit import as_child
 from search.measure.budgets import Budget
 from search.measure.device import amp_name, autocast, config_amp, synchronize
 from search.measure.latency import PeakStorage
@@ -209,6 +210,12 @@ def evaluate(
     return {k: float(np.mean(v)) for k, v in scores.items()}, preview
 
 
+Subnets = Callable[[int], Sequence[VRTSpikeConfig | None]]
+"""Step -> the sub-networks that step trains on one batch (None: the whole network)."""
+StepProgress = Callable[[int, int, float, float], None]
+"""Called after each step with (steps done, steps, loss, seconds so far)."""
+
+
 def _step(
     model: nn.Module,
     opt: torch.optim.Optimizer,
@@ -218,21 +225,30 @@ def _step(
     cfg: VRTSpikeConfig,
     amp: torch.dtype | None,
     step: int,
+    subnets: Sequence[VRTSpikeConfig | None] = (None,),
 ) -> float:
-    """One optimiser step over ``GRADIENT_ACCUMULATION_STEPS`` micro-batches; returns the loss."""
+    """One optimiser step over ``GRADIENT_ACCUMULATION_STEPS`` micro-batches; returns the loss.
+
+    Each micro-batch runs through every sub-network of ``subnets`` (a parent's sandwich: its
+    own weights computing each child, :func:`~search.inherit.as_child`) and their gradients add
+    up; the loss returned is their mean.
+    """
     tr, device = cfg.train, next(model.parameters()).device
     accum, total = tr.gradient_accumulation_steps, 0.0
     for _ in range(accum):
         batch = next(batches)
-        with autocast(device, amp):
-            out = model(batch["blurry"].to(device), batch["spike"].to(device))  # (B, T, 3, H, W)
-        loss = charbonnier(out, batch["sharp"].to(device), tr.charbonnier_eps)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise NonFiniteLossError(f"non-finite training loss {value} at step {step}")
-        total += value / accum
-        scaled = loss / accum
-        (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        for sub in subnets:
+            elastic = contextlib.nullcontext() if sub is None else as_child(model, sub)
+            with elastic:  # backward inside: a checkpointed block recomputes as the child
+                with autocast(device, amp):
+                    out = model(batch["blurry"].to(device), batch["spike"].to(device))
+                loss = charbonnier(out, batch["sharp"].to(device), tr.charbonnier_eps)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(f"non-finite training loss {value} at step {step}")
+                total += value / (accum * len(subnets))
+                scaled = loss / accum
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
     if scaler is not None:
         scaler.unscale_(opt)
     torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip, foreach=True)
@@ -288,6 +304,7 @@ def _prepare(
     device: torch.device,
     seed: int,
     init_state: Mapping[str, torch.Tensor] | None,
+    steps: int,
 ) -> _Session:
     """Check the data against the config, seed, build the model, optimiser and batches."""
     tr = cfg.train
@@ -315,14 +332,20 @@ def _prepare(
         groups, lr=tr.lr, betas=tr.betas, weight_decay=tr.weight_decay, fused=True
     )
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, warmup=budget.warmup_steps, total=budget.steps)
+        opt, lambda s: lr_factor(s, warmup=min(budget.warmup_steps, steps - 1), total=steps)
     )
     scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10) if amp is torch.float16 else None
     batches = _batches(train_clips, batch=tr.batch_size, seed=seed)
     return _Session(model, opt, sched, scaler, batches, amp, device, fixed)
 
 
-def _run_steps(s: _Session, cfg: VRTSpikeConfig, steps: int) -> tuple[list[float], float, float]:
+def _run_steps(
+    s: _Session,
+    cfg: VRTSpikeConfig,
+    steps: int,
+    subnets: Subnets | None = None,
+    progress: StepProgress | None = None,
+) -> tuple[list[float], float, float]:
     """Run the optimiser steps; returns (loss per step, seconds, peak memory in MiB).
 
     Peak memory: the CUDA allocator's peak over the run, or on the CPU the parameters plus the
@@ -339,11 +362,23 @@ def _run_steps(s: _Session, cfg: VRTSpikeConfig, steps: int) -> tuple[list[float
             if step == cfg.train.fix_iter:
                 _set_trainable(s.fixed, True)  # VRT: the flow and alignment train from here on
             watch = tracker if step == 0 and tracker is not None else contextlib.nullcontext()
+            nets = (None,) if subnets is None else subnets(step)
             with watch:
                 curve.append(
-                    _step(s.model, s.opt, s.scaler, s.batches, cfg=cfg, amp=s.amp, step=step)
+                    _step(
+                        s.model,
+                        s.opt,
+                        s.scaler,
+                        s.batches,
+                        cfg=cfg,
+                        amp=s.amp,
+                        step=step,
+                        subnets=nets,
+                    )  # fmt: skip
                 )
             s.sched.step()
+            if progress is not None:
+                progress(step + 1, steps, curve[-1], time.perf_counter() - t0)
     synchronize(s.device)
     seconds = time.perf_counter() - t0
     if tracker is None:
@@ -360,39 +395,44 @@ def train_model(
     device: torch.device | str,
     seed: int,
     init_state: Mapping[str, torch.Tensor] | None = None,
+    steps: int | None = None,
+    subnets: Subnets | None = None,
+    progress: StepProgress | None = None,
 ) -> TrainedModel:
     """Train ``VRTSpike(cfg)`` for the budget's steps and evaluate it.
 
     ``cfg`` is used as given (apply :func:`~search.measure.budgets.apply_budget` first); the
-    budget supplies steps, warm-up and the number of validation clips. Batch, crop, gradient
-    accumulation and the optimiser settings come from ``cfg``.
+    budget supplies steps, warm-up and the validation clips; batch, crop, gradient accumulation
+    and the optimiser settings come from ``cfg``.
 
     Args:
         cfg: The configuration to train.
         budget: The budget.
-        data: Splits with ``train`` / ``val`` datasets of ``{"blurry", "sharp", "spike"}`` items
-            (e.g. :class:`search.data.ClipSplits`); T and K must match the config.
+        data: ``train`` / ``val`` splits of ``{"blurry", "sharp", "spike"}`` clips, T and K
+            as in the config (e.g. :class:`search.data.ClipSplits`).
         device: Where to train.
         seed: Seeds weights, batch order and augmentation.
-        init_state: Optional state dict to start from (continuing a checkpoint).
+        init_state: State dict to start from (a checkpoint, or weights inherited from a parent).
+        steps: Optimiser steps (default: the budget's); warm-up and cosine decay span them.
+        subnets: Per step, the sub-networks trained on each batch (a parent's sandwich).
+        progress: Called after each step (steps done, steps, loss, seconds).
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (message: step and value).
         TrainDataError: the data does not fit the configuration.
     """
-    device = torch.device(device)
-    s = _prepare(cfg, budget, data, device=device, seed=seed, init_state=init_state)
-    curve, train_s, peak = _run_steps(s, cfg, budget.steps)
+    device, steps = torch.device(device), budget.steps if steps is None else steps
+    s = _prepare(cfg, budget, data, device=device, seed=seed, init_state=init_state, steps=steps)
+    curve, train_s, peak = _run_steps(s, cfg, steps, subnets, progress)
     t1 = time.perf_counter()
-    scores, preview = evaluate(
-        s.model, data.val, device=device, amp=s.amp, num_clips=budget.num_val_clips
-    )
-    tr = cfg.train
+    scores, preview = evaluate(s.model, data.val, device=device, amp=s.amp,
+                               num_clips=budget.num_val_clips)  # fmt: skip
+    clips = steps * cfg.train.gradient_accumulation_steps * cfg.train.batch_size
     result = TrainResult(
         **scores,
         loss_curve=tuple(curve),
-        steps=budget.steps,
-        samples_per_s=budget.steps * tr.gradient_accumulation_steps * tr.batch_size / train_s,
+        steps=steps,
+        samples_per_s=clips / train_s,
         train_seconds=train_s,
         eval_seconds=time.perf_counter() - t1,
         peak_mem_mb=peak,
@@ -404,9 +444,8 @@ def train_model(
         val_clips=min(budget.num_val_clips, len(data.val)),
         params=sum(p.numel() for p in s.model.parameters()),
     )
-    r = result
     logger.info("trained %d steps in %.1f s: PSNR %.2f dB (input %.2f), SSIM %.4f",
-                budget.steps, train_s, r.psnr_db, r.input_psnr_db, r.ssim)  # fmt: skip
+                steps, train_s, result.psnr_db, result.input_psnr_db, result.ssim)  # fmt: skip
     return TrainedModel(model=s.model.eval(), result=result, preview=preview)
 
 

@@ -69,6 +69,7 @@ def provenance(
         "input_psnr_db": trial.input_psnr_db,
         "reference": trial.reference or None,
         "reused_psnr_from_trial": trial.reused_from,
+        "inherit": trial.inherit,
         "budget": trial.budget.get("name") or StudyRecord.of(study).budget,
         "latency_input": list(trial.latency_input),
         "latency_of": trial.latency_of,

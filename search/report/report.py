@@ -87,6 +87,7 @@ class FrontReport:
     space: str | None
     budget: str | None
     latency_of: str
+    psnr_of: str
     devices: tuple[str, ...]
     front: tuple[Row, ...]
     references: tuple[Row, ...]
@@ -95,9 +96,13 @@ class FrontReport:
 
     @property
     def measured_on(self) -> str:
-        """``budget B; latency of <what> on DEVICE``: what every figure is of."""
+        """``budget B; latency of <what> on DEVICE; PSNR after <what>``: what every figure is
+        of."""
         device = ", ".join(self.devices) or "unknown device"
-        return f"budget {self.budget}; latency of {self.latency_of} on {device}"
+        return (
+            f"budget {self.budget}; latency of {self.latency_of} on {device}; "
+            f"PSNR after {self.psnr_of}"
+        )
 
 
 def _complete(study: optuna.Study) -> list[TrialRecord]:
@@ -160,6 +165,7 @@ def front_report(study: optuna.Study) -> FrontReport:
         space=s.space,
         budget=s.budget,
         latency_of=s.latency_of(),
+        psnr_of=s.psnr_of(),
         devices=tuple(sorted({t.device_name for t in done if t.device_name})),
         front=tuple(sorted((row(t) for t in front), key=lambda r: (r.latency_ms, -r.psnr_db))),
         references=tuple(row(t) for t in done if t.reference),

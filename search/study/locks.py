@@ -41,7 +41,7 @@ from model.errors import VRTSpikeError
 from search.measure.device import device_key
 from search.study.storage import StorageURL
 
-__all__ = ["LockError", "StorageGate", "DeviceLock", "lock_dir", "single_worker_lock"]
+__all__ = ["LockError", "StorageGate", "DeviceLock", "host_lock", "lock_dir", "single_worker_lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +83,13 @@ def _flock(path: Path, mode: int) -> Iterator[IO[str]]:
             yield f
         finally:
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def host_lock(kind: str, what: str) -> Iterator[None]:
+    """Hold an exclusive lock of this host on ``what`` (e.g. a cache file) for the block."""
+    with _flock(_host_lock_path(kind, what), fcntl.LOCK_EX):
+        yield
 
 
 class StorageGate:

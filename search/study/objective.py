@@ -35,6 +35,7 @@ from search.measure.target import LatencyTarget
 from search.measure.train import NonFiniteLossError, evaluate, train_model
 from search.study.artifacts import TrialArtifacts
 from search.study.locks import DeviceLock
+from search.study.parent import Parent
 from search.study.record import TrialRecord, TrialSetup, TrialWriter
 from search.study.space import SearchSpace
 
@@ -101,6 +102,8 @@ class Objective:
             number of workers shared the CPU.
         target: Shape and source of the latency (default: the budget's shape, ``auto``).
         tables: Folder of the latency tables (default: ``studies/latency_tables``).
+        parent: The elastic parent every trial inherits its weights from before fine-tuning
+            (None: each trial trains from its own seeded initialisation).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class Objective:
         train_threads: int | None = None,
         target: LatencyTarget | None = None,
         tables: Path | None = None,
+        parent: Parent | None = None,
     ) -> None:
         self.space, self.budget, self.data = space, budget, data
         self.device = torch.device(device)
@@ -129,6 +133,7 @@ class Objective:
         self.train_threads = train_threads
         self.target = target or LatencyTarget(budget.latency_shape)
         self.tables = tables
+        self.parent = parent
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> tuple[float, float]:
         """Evaluate one candidate; returns ``(latency_ms, psnr_db)``."""
@@ -139,7 +144,11 @@ class Objective:
         except ConfigError as e:  # an impossible combination, e.g. heads vs widths
             out.failed(f"invalid configuration: {e}")
             raise optuna.TrialPruned(f"invalid configuration: {e}") from e
-        proxy = apply_budget(cfg, self.budget)
+        proxy = (
+            apply_budget(cfg, self.budget)
+            if self.parent is None
+            else self.parent.child_config(cfg, self.budget)
+        )
         key = accuracy_key(proxy)
         out.setup(self._setup(cfg, proxy, key))
         windows: dict[str, list[float]] = {}
@@ -224,6 +233,10 @@ class Objective:
         torch.manual_seed(self.seed)
         return VRTSpike(cfg).to(self.device)
 
+    def _inherited(self, cfg: VRTSpikeConfig) -> dict[str, torch.Tensor] | None:
+        """The trained config's weights from the parent (None without a parent)."""
+        return None if self.parent is None else self.parent.child_state(cfg, seed=self.seed)
+
     def _latency(self, cfg: VRTSpikeConfig) -> tuple[dict[str, Any], dict[str, float]]:
         """The deployment config's latency record at the target, and its per-part times."""
         if self.target.source_on(self.device) == "predicted":
@@ -283,6 +296,9 @@ class Objective:
         logger.info("trial %d: %s; not trained", trial.number, why)
         out.skipped(why)
         model = self._model(cfg)
+        state = self._inherited(cfg)
+        if state is not None:
+            model.load_state_dict(state)
         scores, preview = evaluate(
             model,
             self.data.val,
@@ -291,14 +307,33 @@ class Objective:
             num_clips=self.budget.num_val_clips,
         )
         out.evaluated(scores)
+        if self.parent is not None:
+            out.inherited(self.parent.describe(), scores["psnr_db"], scores["psnr_db"])
         self.artifacts.strip(trial, preview)
         return float(scores["psnr_db"]), 0.0
+
+    def _inherited_psnr(self, cfg: VRTSpikeConfig, state: dict[str, torch.Tensor]) -> float:
+        """Validation PSNR of the inherited weights, before fine-tuning."""
+        model = VRTSpike(cfg)
+        model.load_state_dict(state)
+        scores, _ = evaluate(
+            model.to(self.device),
+            self.data.val,
+            device=self.device,
+            amp=config_amp(cfg, self.device),
+            num_clips=self.budget.num_val_clips,
+        )
+        return float(scores["psnr_db"])
 
     def _train(
         self, trial: optuna.trial.BaseTrial, out: TrialWriter, cfg: VRTSpikeConfig
     ) -> tuple[float, float]:
+        state = self._inherited(cfg)
+        inherited_db = None if state is None else self._inherited_psnr(cfg, state)
         try:
-            trained = train_model(cfg, self.budget, self.data, device=self.device, seed=self.seed)
+            trained = train_model(
+                cfg, self.budget, self.data, device=self.device, seed=self.seed, init_state=state
+            )
         except NonFiniteLossError as e:
             out.failed(str(e))
             raise
@@ -307,6 +342,8 @@ class Objective:
             raise
         r = trained.result
         out.trained(r.to_dict())
+        if self.parent is not None and inherited_db is not None:
+            out.inherited(self.parent.describe(), inherited_db, r.psnr_db)
         self.artifacts.strip(trial, trained.preview)
         del trained
         free_memory(self.device)

@@ -27,6 +27,8 @@ Trial keys (user attributes), by who writes them:
 ``per_stage_ms``      the stage profile (part -> ms), measured or predicted
 ``train``             the training summary (loss first/min/every, seconds, PSNR gain...)
 ``ssim``              validation SSIM; ``input_psnr_db`` / ``input_ssim``: the blurry input's
+``inherit``           ``{"parent", "parent_path", "psnr_db_inherited", "psnr_db"}``: the elastic
+                      parent the weights came from, the PSNR before and after fine-tuning
 ``reused_from``       trial whose PSNR this trial reused (chunking-only difference)
 ``skipped_training``  why the trial was not trained (over the latency limit)
 ``constraint:<name>`` constraint value (value - limit; > 0 infeasible), mirrored for the dashboard
@@ -45,6 +47,7 @@ System attributes (Optuna's retry convention): ``failed_trial`` (the first faile
 
 Study keys: ``budget`` (name), ``budget_settings``, ``space``, ``space_digest``, ``seed``,
 ``latency_target`` (``{"shape", "source"}``: the target every trial's latency is taken at),
+``parent`` (the key of the elastic parent every trial inherits from, or ``"scratch"``),
 ``base`` (the space's base preset), ``references`` (name -> ``enqueued`` or why skipped),
 ``hypervolume`` (``{"reference", "value", "trials"}`` of the last published figure).
 
@@ -199,11 +202,26 @@ class TrialWriter:
         """Why the trial was not trained."""
         self._set({"skipped_training": reason})
 
+    def inherited(self, parent: Mapping[str, Any], inherited_db: float, psnr_db: float) -> None:
+        """Where the weights came from (``Parent.describe()``), the PSNR before fine-tuning and
+        after."""
+        self._set(
+            {
+                "inherit": {
+                    "parent": parent["key"],
+                    "parent_path": parent["path"],
+                    "psnr_db_inherited": inherited_db,
+                    "psnr_db": psnr_db,
+                }
+            }
+        )
+
     def reused(self, source: TrialRecord) -> None:
         """The accuracy figures of ``source`` (same accuracy key): its training and scores."""
         self._set(
             {
                 "reused_from": source.psnr_source,
+                "inherit": source.inherit,
                 "train": source.train,
                 "ssim": source.ssim,
                 "input_psnr_db": source.input_psnr_db,
@@ -258,6 +276,7 @@ class TrialRecord:
     ssim: float | None = None
     input_psnr_db: float | None = None
     input_ssim: float | None = None
+    inherit: dict[str, Any] | None = None
     reused_from: int | None = None
     skipped_training: str | None = None
     constraints: dict[str, float] = field(default_factory=dict)
@@ -299,6 +318,7 @@ class TrialRecord:
             ssim=a.get("ssim"),
             input_psnr_db=a.get("input_psnr_db"),
             input_ssim=a.get("input_ssim"),
+            inherit=a.get("inherit"),
             reused_from=a.get("reused_from"),
             skipped_training=a.get("skipped_training"),
             constraints=constraints,
@@ -455,6 +475,7 @@ class StudyRecord:
     space_digest: str | None
     seed: int | None
     latency_target: dict[str, Any] | None
+    parent: str | None
     base: str | None
     references: dict[str, str]
     hypervolume: dict[str, Any]
@@ -471,6 +492,7 @@ class StudyRecord:
             space_digest=a.get("space_digest"),
             seed=a.get("seed"),
             latency_target=a.get("latency_target"),
+            parent=a.get("parent"),
             base=a.get("base"),
             references=dict(a.get("references") or {}),
             hypervolume=dict(a.get("hypervolume") or {}),
@@ -488,7 +510,7 @@ class StudyRecord:
 
     def identity(self) -> dict[str, Any]:
         """What a run must share with the study to continue it."""
-        keys = ("budget", "space", "space_digest", "seed", "latency_target")
+        keys = ("budget", "space", "space_digest", "seed", "latency_target", "parent")
         return {key: getattr(self, key) for key in keys}
 
     def latency_of(self) -> str:
@@ -505,9 +527,22 @@ class StudyRecord:
             return f"the budget's scaled training proxy at {shape}, measured"
         return describe_target(tuple(target["shape"]), target["source"])
 
+    def psnr_of(self) -> str:
+        """What the study's PSNRs are of, in words: where the weights started, how long trained."""
+        steps = self.budget_settings.get("steps", "?")
+        if self.parent in (None, "scratch"):
+            return f"{steps} training steps from each trial's own initialisation"
+        return f"inheriting from elastic parent {self.parent}, then {steps} fine-tuning steps"
+
 
 def study_identity(
-    *, budget: str, space: str, space_digest: str, seed: int, latency_target: dict[str, Any]
+    *,
+    budget: str,
+    space: str,
+    space_digest: str,
+    seed: int,
+    latency_target: dict[str, Any],
+    parent: str,
 ) -> dict[str, Any]:
     """The identity a run claims a study with (the keys of :meth:`StudyRecord.identity`)."""
     return {
@@ -516,6 +551,7 @@ def study_identity(
         "space_digest": space_digest,
         "seed": seed,
         "latency_target": latency_target,
+        "parent": parent,
     }
 
 

@@ -25,17 +25,19 @@ import torch
 from model import load_preset
 from search.measure.budgets import Budget
 from search.measure.target import LatencyTarget, format_shape
-from search.measure.train import NonFiniteLossError
+from search.measure.train import NonFiniteLossError, StepProgress
 from search.study import record
 from search.study.artifacts import TrialArtifacts
 from search.study.locks import DeviceLock, StorageGate, single_worker_lock
 from search.study.objective import Limits, Objective
+from search.study.parent import Parent, ensure_parent, load_parent, parent_file
 from search.study.record import DIRECTIONS, METRIC_NAMES, StudyRecord
 from search.study.space import SearchSpace
 from search.study.storage import StorageURL, StudyError
 from search.study.worker import RetryLostTrial, run_worker
 
-__all__ = ["REFERENCES", "SAMPLERS", "StudySettings", "load_data", "make_sampler", "run_study"]
+__all__ = ["REFERENCES", "SAMPLERS", "StudySettings", "data_name", "load_data", "make_sampler"]
+__all__ += ["run_study"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ class StudySettings:
     max_retry: int = 2
     train_threads: int | None = None
     latency: LatencyTarget | None = None
+    parent: str | None = None
+    from_scratch: bool = False
 
     @property
     def target(self) -> LatencyTarget:
@@ -94,8 +98,16 @@ class StudySettings:
             f"study {self.study_name} on {self.storage.redacted}: space {self.space.name}, "
             f"budget {self.budget.name}, sampler {self.sampler}, device {self.device}, "
             f"latency at {format_shape(self.target.shape)} "
-            f"({self.target.source_on(self.device)}), {self.n_trials} trials in all"
+            f"({self.target.source_on(self.device)}), weights {self.weights}, "
+            f"{self.n_trials} trials in all"
         )
+
+    @property
+    def weights(self) -> str:
+        """Where each trial's weights start, in words."""
+        if self.from_scratch:
+            return "from scratch"
+        return f"from {self.parent}" if self.parent else f"from the {self.space.name} parent"
 
 
 def load_data(source: str, budget: Budget, *, seed: int) -> Any:
@@ -119,7 +131,44 @@ class _Splits:
     val: Any
 
 
-def _identity(s: StudySettings) -> dict[str, Any]:
+def data_name(source: str) -> str:
+    """``--data`` as a parent's key records it: ``synthetic`` or the resolved data root."""
+    return source if source == "synthetic" else str(Path(source).resolve())
+
+
+def _user_parent(s: StudySettings) -> Parent | None:
+    """``--parent PATH``, read and checked against the space (None without it)."""
+    if s.parent is None:
+        return None
+    parent = load_parent(s.parent)
+    parent.check_covers(s.space, s.budget)
+    return parent
+
+
+def _parent_key(s: StudySettings, user: Parent | None) -> str:
+    """The key of the parent the study's trials inherit from, or ``scratch``."""
+    if s.from_scratch:
+        return "scratch"
+    if user is not None:
+        return user.key
+    return parent_file(s.space, s.budget, seed=s.seed, data_name=data_name(s.data))[1]
+
+
+def _parent(
+    s: StudySettings, user: Parent | None, data: Any, progress: StepProgress | None
+) -> Parent | None:
+    """The parent the trials inherit from: the user's, the space's (built if not cached), or
+    None from scratch."""
+    if user is not None or s.from_scratch:
+        return user
+    parent, _ = ensure_parent(
+        s.space, s.budget, data, device=s.device, seed=s.seed, data_name=data_name(s.data),
+        progress=progress,
+    )  # fmt: skip
+    return parent
+
+
+def _identity(s: StudySettings, parent: str) -> dict[str, Any]:
     """What a run must share with a study to continue it (:meth:`StudyRecord.identity`)."""
     digest = hashlib.sha256(Path(s.space.source).read_bytes()).hexdigest()[:12]
     target = {"shape": list(s.target.shape), "source": s.target.source_on(s.device)}
@@ -129,12 +178,13 @@ def _identity(s: StudySettings) -> dict[str, Any]:
         space_digest=digest,
         seed=s.seed,
         latency_target=target,
+        parent=parent,
     )
 
 
-def _claim_study(study: optuna.Study, s: StudySettings) -> None:
-    """Record budget/space/seed on a new study; refuse a run that would mix them."""
-    wanted, have = _identity(s), StudyRecord.of(study)
+def _claim_study(study: optuna.Study, s: StudySettings, parent: str) -> None:
+    """Record budget/space/seed/parent on a new study; refuse a run that would mix them."""
+    wanted, have = _identity(s, parent), StudyRecord.of(study)
     if not have.claimed:
         record.claim_study(
             study,
@@ -172,7 +222,7 @@ def _enqueue_references(study: optuna.Study, space: SearchSpace) -> dict[str, st
     return status
 
 
-def _open_study(s: StudySettings) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+def _open_study(s: StudySettings, parent: str) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
     """Create or load the study, claim it and enqueue the references (under the gate)."""
     storage = s.storage.open(
         create=True, heartbeat=s.heartbeat, on_lost=RetryLostTrial(s.max_retry)
@@ -184,9 +234,31 @@ def _open_study(s: StudySettings) -> tuple[optuna.Study, optuna.storages.BaseSto
         sampler=make_sampler(s.sampler, seed=s.seed, n_trials=s.n_trials),
         load_if_exists=True,
     )
-    _claim_study(study, s)
+    _claim_study(study, s, parent)
     _enqueue_references(study, s.space)
     return study, storage
+
+
+def _objective(
+    s: StudySettings,
+    data: Any,
+    storage: optuna.storages.BaseStorage,
+    device_lock: DeviceLock,
+    parent: Parent | None,
+) -> Objective:
+    return Objective(
+        space=s.space,
+        budget=s.budget,
+        data=data,
+        device=s.device,
+        seed=s.seed,
+        artifacts=TrialArtifacts(s.storage.artifact_store(), storage),
+        limits=s.limits,
+        device_lock=device_lock,
+        train_threads=s.train_threads,
+        target=s.target,
+        parent=parent,
+    )
 
 
 def run_study(
@@ -194,6 +266,7 @@ def run_study(
     *,
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] | None = None,
     on_ready: Callable[[optuna.Study], None] | None = None,
+    parent_progress: StepProgress | None = None,
 ) -> optuna.Study:
     """Create or join the study and work on it until it holds ``s.n_trials`` counted trials.
 
@@ -205,6 +278,7 @@ def run_study(
         s: The run's settings.
         callbacks: Called with ``(study, frozen_trial)`` after each trial this worker ends.
         on_ready: Called once the study is open and claimed, before the first trial.
+        parent_progress: Called after each step of building the space's parent (if not cached).
 
     Raises:
         StorageError: the storage cannot be used; StudyError: a second worker on SQLite, or a
@@ -214,25 +288,17 @@ def run_study(
     s.storage.check()
     with single_worker_lock(s.storage):
         data = load_data(s.data, s.budget, seed=s.seed)  # bad data fails before any write
+        user = _user_parent(s)  # and a --parent that does not cover the space
+        key = _parent_key(s, user)
         gate = StorageGate(s.storage)
         device_lock = DeviceLock(s.device)
         try:
-            with gate.hold():
-                study, storage = _open_study(s)
+            with gate.hold():  # the first worker builds the parent; the others wait for it
+                study, storage = _open_study(s, key)
+                parent = _parent(s, user, data, parent_progress)
             if on_ready is not None:
                 on_ready(study)
-            objective = Objective(
-                space=s.space,
-                budget=s.budget,
-                data=data,
-                device=s.device,
-                seed=s.seed,
-                artifacts=TrialArtifacts(s.storage.artifact_store(), storage),
-                limits=s.limits,
-                device_lock=device_lock,
-                train_threads=s.train_threads,
-                target=s.target,
-            )
+            objective = _objective(s, data, storage, device_lock, parent)
             with device_lock.registered():
                 run_worker(
                     study,
