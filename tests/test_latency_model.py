@@ -24,7 +24,7 @@ from search.measure.latency_model import (
     terms_of,
 )
 from search.measure.target import LatencyTarget, parse_shape
-from search.report.ranks import kendall_tau
+from search.report.ranks import kendall_tau, spearman_rho, top_overlap
 from search.study.objective import Objective
 from search.study.runner import load_data
 from search.study.space import load_space
@@ -224,3 +224,13 @@ def test_kendall_tau() -> None:
     assert kendall_tau([1, 2, 3], [1, 3, 2]) == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="constant"):
         kendall_tau([1, 1, 1], [1, 2, 3])
+
+
+def test_spearman_rho_and_top_overlap() -> None:
+    assert spearman_rho([1, 2, 3, 4], [10, 30, 20, 40]) == pytest.approx(0.8)
+    assert spearman_rho([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman_rho([1, 1, 2], [1, 2, 3]) == pytest.approx(3**0.5 / 2)  # tied ranks averaged
+    with pytest.raises(ValueError, match="constant"):
+        spearman_rho([1, 1], [1, 2])
+    assert top_overlap([1, 2, 3, 4], [1, 2, 4, 3], 2) == 2
+    assert top_overlap([1, 2, 3, 4], [4, 3, 2, 1], 2) == 0

@@ -68,6 +68,8 @@ class Budget:
         parent_steps: Sandwich steps of the space's elastic parent (:mod:`search.study.parent`).
         parent_subnets: Random sub-networks per sandwich step, besides the largest and the
             smallest.
+        finetune_lr: Peak learning rate of a trial that fine-tunes inherited weights (the
+            budget's ``lr`` trains from scratch and builds the parent).
     """
 
     name: str
@@ -91,6 +93,7 @@ class Budget:
     latency_repeats: int
     parent_steps: int
     parent_subnets: int
+    finetune_lr: float
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "crop_size", "clip_len", "num_bins")
@@ -157,6 +160,7 @@ BUDGETS: dict[str, Budget] = {
             latency_repeats=5,
             parent_steps=4,
             parent_subnets=1,
+            finetune_lr=1e-4,
         ),
         Budget(
             name="cpu",
@@ -180,6 +184,7 @@ BUDGETS: dict[str, Budget] = {
             latency_repeats=3,
             parent_steps=600,
             parent_subnets=1,
+            finetune_lr=1e-4,
         ),
         Budget(
             name="gpu",
@@ -203,6 +208,7 @@ BUDGETS: dict[str, Budget] = {
             latency_repeats=30,
             parent_steps=1500,
             parent_subnets=2,
+            finetune_lr=1e-4,
         ),
     )
 }
@@ -275,7 +281,8 @@ def apply_budget(
         cfg: The deployment config.
         budget: The budget.
         widths_of: A trained parent: take its widths (``EMBED_DIMS``, ``DEFORMABLE_GROUPS``)
-            instead of scaling, so that the child inherits its weights.
+            instead of scaling, so that the child inherits its weights, and fine-tune at the
+            budget's ``finetune_lr``.
     """
     overrides: dict[str, Any] = {
         "DATA.CLIP_LEN": budget.clip_len,
@@ -288,7 +295,7 @@ def apply_budget(
         overrides["TRAIN.LR"] = budget.lr
     if widths_of is not None:
         m = widths_of.model
-        overrides |= {"MODEL.EMBED_DIMS": list(m.embed_dims),
+        overrides |= {"MODEL.EMBED_DIMS": list(m.embed_dims), "TRAIN.LR": budget.finetune_lr,
                       "MODEL.DEFORMABLE_GROUPS": m.deformable_groups}  # fmt: skip
         return cfg.with_overrides(overrides)
     out = scale_widths(

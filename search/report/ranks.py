@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["kendall_tau"]
+__all__ = ["kendall_tau", "spearman_rho", "top_overlap"]
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
@@ -39,3 +39,45 @@ def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
     if denom == 0:
         raise ValueError("kendall_tau is undefined when one side is constant")
     return (concordant - discordant) / denom
+
+
+def _ranks(x: Sequence[float]) -> list[float]:
+    """Ranks from 1, ties given the mean of the ranks they span."""
+    order = sorted(range(len(x)), key=lambda i: x[i])
+    ranks = [0.0] * len(x)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and x[order[j + 1]] == x[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's rank correlation: Pearson's correlation of the (tie-averaged) ranks.
+
+    Raises:
+        ValueError: as :func:`kendall_tau`.
+    """
+    if len(x) != len(y) or len(x) < 2:
+        raise ValueError(f"spearman_rho needs two or more pairs, got {len(x)} and {len(y)}")
+    rx, ry = _ranks(x), _ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
+    vx = sum((a - mx) ** 2 for a in rx)
+    vy = sum((b - my) ** 2 for b in ry)
+    if vx == 0 or vy == 0:
+        raise ValueError("spearman_rho is undefined when one side is constant")
+    return cov / math.sqrt(vx * vy)
+
+
+def top_overlap(x: Sequence[float], y: Sequence[float], k: int) -> int:
+    """How many of the ``k`` largest of ``x`` are among the ``k`` largest of ``y``."""
+
+    def top(v: Sequence[float]) -> set[int]:
+        return set(sorted(range(len(v)), key=lambda i: -v[i])[:k])
+
+    return len(top(x) & top(y))

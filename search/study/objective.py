@@ -295,41 +295,33 @@ class Objective:
         """PSNR of the untrained network, for a candidate not worth training."""
         logger.info("trial %d: %s; not trained", trial.number, why)
         out.skipped(why)
-        model = self._model(cfg)
-        state = self._inherited(cfg)
-        if state is not None:
-            model.load_state_dict(state)
-        scores, preview = evaluate(
-            model,
-            self.data.val,
-            device=self.device,
-            amp=config_amp(cfg, self.device),
-            num_clips=self.budget.num_val_clips,
-        )
+        scores, preview = self._untrained(cfg)
         out.evaluated(scores)
         if self.parent is not None:
             out.inherited(self.parent.describe(), scores["psnr_db"], scores["psnr_db"])
         self.artifacts.strip(trial, preview)
         return float(scores["psnr_db"]), 0.0
 
-    def _inherited_psnr(self, cfg: VRTSpikeConfig, state: dict[str, torch.Tensor]) -> float:
-        """Validation PSNR of the inherited weights, before fine-tuning."""
-        model = VRTSpike(cfg)
-        model.load_state_dict(state)
-        scores, _ = evaluate(
-            model.to(self.device),
+    def _untrained(self, cfg: VRTSpikeConfig) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """Validation scores and preview of the network before training: its inherited weights,
+        or its seeded initialisation without a parent."""
+        model = self._model(cfg)
+        state = self._inherited(cfg)
+        if state is not None:
+            model.load_state_dict(state)
+        return evaluate(
+            model,
             self.data.val,
             device=self.device,
             amp=config_amp(cfg, self.device),
             num_clips=self.budget.num_val_clips,
         )
-        return float(scores["psnr_db"])
 
     def _train(
         self, trial: optuna.trial.BaseTrial, out: TrialWriter, cfg: VRTSpikeConfig
     ) -> tuple[float, float]:
         state = self._inherited(cfg)
-        inherited_db = None if state is None else self._inherited_psnr(cfg, state)
+        inherited_db = None if state is None else self._untrained(cfg)[0]["psnr_db"]
         try:
             trained = train_model(
                 cfg, self.budget, self.data, device=self.device, seed=self.seed, init_state=state

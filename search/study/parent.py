@@ -182,12 +182,18 @@ class Parent:
         return {"key": self.key, "path": str(self.path)}
 
 
+_NOT_PARENT = ("description", "steps", "finetune_lr", "latency_frames", "latency_size")
+_NOT_PARENT += ("latency_warmup", "latency_repeats")
+"""Budget fields that only a trial uses: they do not change the parent."""
+
+
 def parent_key(space: SearchSpace, budget: Budget, *, seed: int, data: str) -> dict[str, Any]:
     """Everything a built parent depends on."""
+    settings = {k: v for k, v in budget.to_dict().items() if k not in _NOT_PARENT}
     return {
         "space": space.name,
         "space_digest": hashlib.sha256(Path(space.source).read_bytes()).hexdigest()[:12],
-        "budget": budget.to_dict(),
+        "budget": settings,
         "seed": seed,
         "data": data,
         "torch": str(library_versions()["torch"]),
