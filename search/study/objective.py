@@ -295,18 +295,19 @@ class Objective:
         """PSNR of the untrained network, for a candidate not worth training."""
         logger.info("trial %d: %s; not trained", trial.number, why)
         out.skipped(why)
-        scores, preview = self._untrained(cfg)
+        scores, preview = self._untrained(cfg, self._inherited(cfg))
         out.evaluated(scores)
         if self.parent is not None:
             out.inherited(self.parent.describe(), scores["psnr_db"], scores["psnr_db"])
         self.artifacts.strip(trial, preview)
         return float(scores["psnr_db"]), 0.0
 
-    def _untrained(self, cfg: VRTSpikeConfig) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
-        """Validation scores and preview of the network before training: its inherited weights,
-        or its seeded initialisation without a parent."""
+    def _untrained(
+        self, cfg: VRTSpikeConfig, state: dict[str, torch.Tensor] | None
+    ) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+        """Validation scores and preview of the network before training: with ``state`` (its
+        inherited weights), or its seeded initialisation without one."""
         model = self._model(cfg)
-        state = self._inherited(cfg)
         if state is not None:
             model.load_state_dict(state)
         return evaluate(
@@ -321,7 +322,7 @@ class Objective:
         self, trial: optuna.trial.BaseTrial, out: TrialWriter, cfg: VRTSpikeConfig
     ) -> tuple[float, float]:
         state = self._inherited(cfg)
-        inherited_db = None if state is None else self._untrained(cfg)[0]["psnr_db"]
+        inherited_db = None if state is None else self._untrained(cfg, state)[0]["psnr_db"]
         try:
             trained = train_model(
                 cfg, self.budget, self.data, device=self.device, seed=self.seed, init_state=state
