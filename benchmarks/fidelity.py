@@ -3,8 +3,8 @@
 Usage::
 
     python -u benchmarks/fidelity.py [--space conservative] [--budget cpu] [--configs 12]
-        [--truth-scale 20] [--truth-seeds 0,1] [--out benchmarks/out/fidelity.json]
-        [--report-only]
+        [--truth-scale 20] [--truth-seeds 0,1] [--signals scratch,inherited,finetuned,truth]
+        [--shard K/N] [--out benchmarks/results/fidelity-conservative-cpu.json] [--report-only]
 
 Candidates: the space's reference configurations, then random ones (``--sample-seed``), distinct
 by accuracy key, at the budget's training widths (the parent's, which are the budget's). For each:
@@ -16,10 +16,16 @@ by accuracy key, at the budget's training widths (the parent's, which are the bu
 - **(b) inherited**: the weights from the space's elastic parent, no training;
 - **(c) inherited + fine-tuned**: (b), then the budget's steps (what a study trial does now).
 
-Every result is written to ``--out`` as soon as it exists, and a rerun skips what is there: the
-truth takes hours on 2 CPU cores, so the benchmark can be stopped and resumed. The report (Kendall
-tau and Spearman rho against the truth, top-3 overlap, wall time per signal with the parent's
-build shared over a 50-trial study) covers the configurations whose truth is complete.
+Every result is merged into ``--out`` as soon as it exists (under a host lock, so several
+processes may share the file), with what produced it (torch, model code, commit, CPU, threads);
+a rerun skips what is there. The truth takes hours on 2 CPU cores, longer than one sitting: the
+results file is kept in the repository, so a later run on another machine resumes it. ``--shard
+K/N`` runs every N-th job from the K-th, so that N one-thread processes share the jobs (on 2
+cores two one-thread processes train 1.7x more steps an hour than one two-thread process; wall
+times of the cheap signals are only comparable from a run alone). The parent is built (or loaded)
+only when a job needs it. The report (Kendall tau and Spearman rho against the truth, top-3
+overlap, wall time per signal with the parent's build shared over a 50-trial study) covers the
+configurations whose truth is complete.
 """
 
 from __future__ import annotations
@@ -27,16 +33,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from model import VRTSpike, VRTSpikeConfig
 from search.measure.budgets import Budget, apply_budget, get_budget
-from search.measure.device import config_amp
+from search.measure.device import config_amp, device_name, model_code_digest
 from search.measure.train import evaluate, train_model
 from search.report.ranks import kendall_tau, spearman_rho, top_overlap
+from search.study.locks import host_lock
 from search.study.objective import accuracy_key
 from search.study.parent import Parent, ensure_parent
 from search.study.runner import load_data
@@ -44,6 +55,7 @@ from search.study.space import load_space
 from search.study.tables import space_configs
 
 STUDY_TRIALS = 50  # the parent's build is shared by the trials of one used-by study
+SIGNALS = ("scratch", "inherited", "finetuned", "truth")
 
 
 def _candidates(space_name: str, budget: Budget, n: int, seed: int) -> list[VRTSpikeConfig]:
@@ -54,6 +66,34 @@ def _candidates(space_name: str, budget: Budget, n: int, seed: int) -> list[VRTS
         if len(out) == n:
             break
     return list(out.values())
+
+
+def _provenance() -> dict[str, Any]:
+    """What produced a result: a later run on another machine may add to the same file."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    return {
+        "torch": torch.__version__,
+        "model_code": model_code_digest(),
+        "commit": commit,
+        "cpu": device_name("cpu"),
+        "threads": torch.get_num_threads(),
+    }
+
+
+def _merge(path: Path, key: str, value: dict) -> dict[str, dict]:
+    """Add ``key`` to the results file under a host lock (atomically); returns the whole file."""
+    with host_lock("fidelity", str(path.resolve())):
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results[key] = value
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+    return results
 
 
 def _scratch(cfg: VRTSpikeConfig, budget: Budget, data: Any, steps: int, seed: int) -> dict:
@@ -78,20 +118,43 @@ def _inherited(cfg: VRTSpikeConfig, budget: Budget, data: Any, parent: Parent, t
 
 
 def _jobs(args: argparse.Namespace, n: int) -> list[tuple[str, int]]:
-    """(signal, config index): the cheap signals of every config first, then the truth config
-    by config (both seeds), so that a stopped run has complete configurations."""
-    jobs = [(sig, i) for i in range(n) for sig in ("scratch", "inherited", "finetuned")]
-    return jobs + [(f"truth{s}", i) for i in range(n) for s in args.truth_seeds]
+    """(signal, config index) of this shard: the cheap signals of every config first, then the
+    truth config by config (both seeds), so that a stopped run has complete configurations."""
+    cheap = [s for s in SIGNALS[:3] if s in args.signals]
+    jobs = [(sig, i) for i in range(n) for sig in cheap]
+    if "truth" in args.signals:
+        jobs += [(f"truth{s}", i) for i in range(n) for s in args.truth_seeds]
+    k, of = args.shard
+    return jobs[k::of]
 
 
-def _run(args: argparse.Namespace, results: dict[str, dict]) -> tuple[list[VRTSpikeConfig], Parent]:
+class _Parent:
+    """The space's elastic parent, built or loaded at the first job that needs it."""
+
+    def __init__(self, args: argparse.Namespace, budget: Budget, data: Any) -> None:
+        self._args, self._budget, self._data = args, budget, data
+        self.parent: Parent | None = None
+
+    def get(self) -> Parent:
+        if self.parent is None:
+            space = load_space(self._args.space)
+            self.parent, _ = ensure_parent(
+                space, self._budget, self._data, device="cpu", seed=0, data_name="synthetic"
+            )
+            info = {
+                "file": self.parent.path.name,
+                "gain_db": self.parent.result.get("psnr_gain_db"),
+                "build_seconds": self.parent.result.get("build_seconds"),
+            }
+            _merge(self._args.out, "parent", info)
+        return self.parent
+
+
+def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict) -> dict:
     budget = get_budget(args.budget)
     data = load_data("synthetic", budget, seed=0)
-    space = load_space(args.space)
-    parent, _ = ensure_parent(space, budget, data, device="cpu", seed=0, data_name="synthetic")
-    configs = _candidates(args.space, budget, args.configs, args.sample_seed)
-    if args.report_only:
-        return configs, parent
+    parent = _Parent(args, budget, data)
+    made = _provenance()
     for sig, i in _jobs(args, len(configs)):
         key = f"{sig}/{accuracy_key(apply_budget(configs[i], budget))}"
         if key in results:
@@ -103,34 +166,41 @@ def _run(args: argparse.Namespace, results: dict[str, dict]) -> tuple[list[VRTSp
             steps = args.truth_scale * budget.steps
             out = _scratch(cfg, budget, data, steps, seed=int(sig.removeprefix("truth")))
         else:
-            out = _inherited(cfg, budget, data, parent, tune=sig == "finetuned")
-        results[key] = out
-        args.out.write_text(json.dumps(results, indent=1, sort_keys=True))
+            out = _inherited(cfg, budget, data, parent.get(), tune=sig == "finetuned")
+        results = _merge(args.out, key, {**out, **made})
         print(f"{sig:>9} config {i:2d}: {out['gain_db']:+.3f} dB ({out['seconds']:.0f} s)",
               flush=True)  # fmt: skip
-    return configs, parent
+    return results
 
 
-def _report(args: argparse.Namespace, configs: list, parent: Parent, results: dict) -> None:
+def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     budget = get_budget(args.budget)
     keys = [accuracy_key(apply_budget(c, budget)) for c in configs]
     seeds = [f"truth{s}" for s in args.truth_seeds]
     done = [k for k in keys if all(f"{s}/{k}" in results for s in seeds)]
     steps = args.truth_scale * budget.steps
+    made = {(r["commit"], r["model_code"], r["torch"], r["cpu"], r["threads"])
+            for n, r in results.items() if n != "parent"}  # fmt: skip
     print(f"\n{len(done)} of {len(configs)} configurations have their truth "
-          f"({steps} steps from scratch, seeds {args.truth_seeds})")  # fmt: skip
+          f"({steps} steps from scratch, seeds {args.truth_seeds}); results made by "
+          f"(commit, model code, torch, cpu, threads): {sorted(made)}")  # fmt: skip
     if len(done) < 3:
         return
     truth = [statistics.mean(results[f"{s}/{k}"]["gain_db"] for s in seeds) for k in done]
     if len(seeds) >= 2:
         a, b = ([results[f"{s}/{k}"]["gain_db"] for k in done] for s in seeds[:2])
         print(f"seed-to-seed tau of the truth (the ceiling): {kendall_tau(a, b):+.2f}")
-    share = parent.result.get("build_seconds", 0.0) / STUDY_TRIALS
-    print(f"parent: {parent.path.name}, gain {parent.result.get('psnr_gain_db', float('nan')):+.3f}"
-          f" dB, built in {parent.result.get('build_seconds', 0):.0f} s ({share:.0f} s a trial "
-          f"of a {STUDY_TRIALS}-trial study)")  # fmt: skip
+    info = results.get("parent", {})
+    share = (info.get("build_seconds") or 0.0) / STUDY_TRIALS
+    if info:
+        print(f"parent: {info['file']}, gain {info['gain_db']:+.3f} dB, built in "
+              f"{info['build_seconds']:.0f} s ({share:.0f} s a trial of a {STUDY_TRIALS}-trial "
+              "study)")  # fmt: skip
     print("signal     tau   rho  top-3  s/config  gains (dB) in config order")
-    for sig in ("scratch", "inherited", "finetuned"):
+    for sig in SIGNALS[:3]:
+        if not all(f"{sig}/{k}" in results for k in done):
+            print(f"{sig:9} (not measured for every configuration with a truth)")
+            continue
         vals = [results[f"{sig}/{k}"]["gain_db"] for k in done]
         secs = statistics.mean(results[f"{sig}/{k}"]["seconds"] for k in done)
         secs += share if sig != "scratch" else 0.0
@@ -138,6 +208,21 @@ def _report(args: argparse.Namespace, configs: list, parent: Parent, results: di
               f"  {top_overlap(vals, truth, 3)}/3  {secs:8.0f}  "
               + " ".join(f"{v:+.2f}" for v in vals))  # fmt: skip
     print(f"{'truth':9}                            " + " ".join(f"{v:+.2f}" for v in truth))
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
+        raise argparse.ArgumentTypeError(f"--shard must be K/N with 0 <= K < N, not {text!r}")
+    return int(k), int(n)
+
+
+def _signals(text: str) -> list[str]:
+    names = [s for s in text.split(",") if s]
+    bad = [s for s in names if s not in SIGNALS]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"--signals takes names from {SIGNALS}, not {text!r}")
+    return names
 
 
 def main() -> None:
@@ -148,14 +233,20 @@ def main() -> None:
     p.add_argument("--sample-seed", type=int, default=0)
     p.add_argument("--truth-scale", type=int, default=20)
     p.add_argument("--truth-seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1])
-    p.add_argument("--out", type=Path, default=Path("benchmarks/out/fidelity.json"))
+    p.add_argument("--signals", type=_signals, default=list(SIGNALS))
+    p.add_argument("--shard", type=_shard, default=(0, 1), help="run every N-th job from the K-th")
+    p.add_argument("--out", type=Path, help="default benchmarks/results/fidelity-SPACE-BUDGET.json")
     p.add_argument("--report-only", action="store_true", help="print the report, run nothing")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.out is None:
+        args.out = Path(f"benchmarks/results/fidelity-{args.space}-{args.budget}.json")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    configs, parent = _run(args, results)
-    _report(args, configs, parent, results)
+    configs = _candidates(args.space, get_budget(args.budget), args.configs, args.sample_seed)
+    if not args.report_only:
+        results = _run(args, configs, results)
+    _report(args, configs, results)
 
 
 if __name__ == "__main__":
