@@ -7,6 +7,7 @@
     python run_study.py dashboard                                 # optuna-dashboard on 127.0.0.1
     python run_study.py latency-table --space conservative        # time a space's parts ahead
     python run_study.py parent --space conservative               # build the elastic parent ahead
+    python run_study.py promote --study-name conservative-cpu     # re-measure the best at rung 1
 
 Several workers share one study on PostgreSQL: start the same command on each GPU or machine with
 ``--storage postgresql://USER@HOST/DB`` (``--workers`` starts one per visible GPU here).
@@ -17,10 +18,10 @@ as failed (it is re-queued) and exits with code 130.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import signal
 import sys
-import time
 import warnings
 from collections.abc import Sequence
 
@@ -29,21 +30,22 @@ import optuna
 from model.errors import VRTSpikeError
 from search.arguments import VERBOSE, build_parser
 from search.cli import fail, step_printer
+from search.commands import cmd_latency_table, cmd_parent, promotion_settings
 from search.measure.budgets import default_budget_name, get_budget
 from search.measure.device import parse_device
-from search.measure.target import LatencyTarget, format_shape
+from search.measure.target import LatencyTarget
 from search.report.dashboard import exposure_warning, publish_all, publish_study, serve
 from search.report.export import choose_trial, export_trial
 from search.report.report import front_report, render_text, summary_text
 from search.study import launch
 from search.study.locks import SEVERAL_WORKERS
 from search.study.objective import Limits
-from search.study.parent import ensure_parent
 from search.study.progress import Progress
-from search.study.runner import StudySettings, data_name, load_data, run_study
+from search.study.promote import Promotion, open_rung
+from search.study.record import StudyRecord, study_tally
+from search.study.runner import StudySettings, run_study
 from search.study.space import load_space
-from search.study.storage import StorageURL, StudyError, load_existing_study
-from search.study.tables import build_space_tables
+from search.study.storage import StorageURL, StudyError
 from search.study.worker import WorkerStopped, stop_reason
 
 INTERRUPTED = 130
@@ -85,15 +87,18 @@ def _cmd_run(args: argparse.Namespace, argv: Sequence[str]) -> int:
             parent_progress=step_printer("building the space's parent", f"w{tag} " if tag else ""),
         )  # fmt: skip
     except KeyboardInterrupt as e:
-        print(
-            f"interrupted ({stop_reason(e)}): the running trial, if any, ended as failed and was "
-            "re-queued",
-            file=sys.stderr,
-        )
-        return INTERRUPTED
+        return _interrupted(e)
+    if args.promote and study_tally(study).counted >= s.n_trials:  # not after a --timeout
+        return _promote(s, args.promote, tag)
     if not tag:  # a --workers child leaves the front to its parent
         _summary(study, s.storage)
     return 0
+
+
+def _interrupted(e: KeyboardInterrupt) -> int:
+    print(f"interrupted ({stop_reason(e)}): the running trial, if any, ended as failed and was "
+          "re-queued", file=sys.stderr)  # fmt: skip
+    return INTERRUPTED
 
 
 def _cmd_workers(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -112,7 +117,7 @@ def _cmd_workers(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if failed:
         print(f"workers that failed: {', '.join(failed)}", file=sys.stderr)
         return 1
-    _summary(load_existing_study(s.storage, s.study_name), s.storage)
+    _summary(open_rung(s.storage, s.study_name, None), s.storage)
     return 0
 
 
@@ -122,14 +127,14 @@ def _summary(study: optuna.Study, storage: StorageURL) -> None:
 
 
 def _cmd_pareto(args: argparse.Namespace, _argv: Sequence[str]) -> int:
-    study = load_existing_study(StorageURL.parse(args.storage), args.study_name)
+    study = open_rung(StorageURL.parse(args.storage), args.study_name, args.rung)
     print(render_text(front_report(study)), end="")
     return 0
 
 
 def _cmd_export(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     storage = StorageURL.parse(args.storage)
-    study = load_existing_study(storage, args.study_name)
+    study = open_rung(storage, args.study_name, args.rung)
     trial = choose_trial(
         study,
         policy=args.policy,
@@ -162,45 +167,39 @@ def _cmd_dashboard(args: argparse.Namespace, _argv: Sequence[str]) -> int:
     return 0
 
 
-def _cmd_latency_table(args: argparse.Namespace, _argv: Sequence[str]) -> int:
-    device = parse_device(args.device)
-    space = load_space(args.space)
-    budget = get_budget(args.budget or default_budget_name(str(device)))
-    shape = args.latency_shape or budget.latency_shape
-    print(f"latency tables of space {space.name} at {format_shape(shape)} on {device}", flush=True)
-    started = time.perf_counter()
-    built = build_space_tables(
-        space, shape, device, samples=args.samples, seed=args.seed,
-        report=lambda line: print(line, flush=True),
-    )  # fmt: skip
-    for table, measured in built:
-        print(f"{table.path}: {measured} parts measured now")
-    print(f"done in {time.perf_counter() - started:.0f} s")
+def _cmd_promote(args: argparse.Namespace, _argv: Sequence[str]) -> int:
+    s = promotion_settings(args, str(parse_device(args.device)))
+    return _promote(s, args.rung, "")
+
+
+def _promote(s: StudySettings, rungs: int, tag: str) -> int:
+    """Run rungs 1..``rungs`` of the study (each resumes where it stopped); print the last."""
+    study = None
+    for r in range(s.promotion.rung if s.promotion else 1, rungs + 1):
+        p = dataclasses.replace(s.promotion or Promotion(s.study_name), rung=r)
+        try:
+            study = _rung(dataclasses.replace(s, promotion=p), tag)
+        except KeyboardInterrupt as e:
+            return _interrupted(e)
+    if study is not None and not tag:
+        _summary(study, s.storage)
     return 0
 
 
-def _cmd_parent(args: argparse.Namespace, _argv: Sequence[str]) -> int:
-    device = parse_device(args.device)
-    space = load_space(args.space)
-    budget = get_budget(args.budget or default_budget_name(str(device)))
-    data = load_data(args.data, budget, seed=args.seed)
-    parent, built = ensure_parent(
-        space, budget, data, device=device, seed=args.seed, data_name=data_name(args.data),
-        progress=step_printer(f"parent of {space.name} ({budget.name})"),
-    )  # fmt: skip
-    r = parent.result
-    base = r["input_psnr_db"]
-    print(f"{'built' if built else 'cached'}: {parent.path} ({r['steps']} sandwich steps, "
-          f"{r['build_seconds']:.0f} s to build)")  # fmt: skip
-    print(f"validation PSNR {r['psnr_db']:.2f} dB (blurry input {base:.2f} dB); gain of the "
-          f"largest sub-network {r['psnr_db'] - base:+.2f} dB, of the smallest "
-          f"{r['smallest_psnr_db'] - base:+.2f} dB")  # fmt: skip
-    return 0
+def _rung(s: StudySettings, tag: str) -> optuna.Study:
+    progress = Progress(0, lambda line: print(line, flush=True), tag)
+    return run_study(s, callbacks=[progress], on_ready=lambda st: _ready(st, s, progress))
+
+
+def _ready(study: optuna.Study, s: StudySettings, progress: Progress) -> None:
+    progress.total = len(StudyRecord.of(study).promoted or ())
+    print(f"{s.describe()}: {progress.total} trials promoted", flush=True)
 
 
 _COMMANDS = {"run": _cmd_run, "pareto": _cmd_pareto, "export": _cmd_export,
-             "dashboard": _cmd_dashboard, "latency-table": _cmd_latency_table,
-             "parent": _cmd_parent}  # fmt: skip
+             "dashboard": _cmd_dashboard, "promote": _cmd_promote,
+             "latency-table": lambda a, _: cmd_latency_table(a),
+             "parent": lambda a, _: cmd_parent(a)}  # fmt: skip
 
 
 def _with_command(argv: list[str]) -> list[str]:

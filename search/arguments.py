@@ -1,6 +1,6 @@
 """The command line of ``run_study.py``: its commands (``run``, ``pareto``, ``export``,
-``dashboard``, ``latency-table``, ``parent``) and their options; ``run_study.py`` dispatches
-them."""
+``dashboard``, ``promote``, ``latency-table``, ``parent``) and their options; ``run_study.py``
+dispatches them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from search.cli import OneLineParser, natural_int, port, positive_float, positiv
 from search.measure.budgets import BUDGETS
 from search.measure.target import SOURCES, format_shape, parse_shape
 from search.report.pareto import POLICIES
+from search.study.promote import ETA
 from search.study.runner import SAMPLERS
 
 __all__ = ["VERBOSE", "build_parser"]
@@ -67,6 +68,26 @@ def _run_options(run: argparse.ArgumentParser) -> None:
         "space's elastic parent")  # fmt: skip
     start.add_argument("--from-scratch", action="store_true", help="train each trial from its "
         "own initialisation, inheriting nothing")  # fmt: skip
+    add("--promote", type=natural_int, default=0, metavar="R", help="when the trials are done, "
+        "promote the best up to rung R (see the promote command; default 0: none)")  # fmt: skip
+
+
+def _rung_option(add: Callable[..., object]) -> None:
+    add("--rung", type=natural_int, default=None, help="read rung R (0: the study's own trials; "
+        "default: its highest rung whose trials have all ended)")  # fmt: skip
+
+
+def _promote_options(q: Callable[..., object]) -> None:
+    q("--study-name", required=True, help="the study whose trials go up (rung 0)")
+    q("--rung", type=positive_int, default=1, help="the rung to run (rung R-1 must be done)")
+    q("--top", type=positive_int, default=None, help="trials that go up, besides the references "
+      f"(default: the first front, or 1/{ETA} of the trials if that is more)")  # fmt: skip
+    q("--steps", type=positive_int, default=None, help=f"fine-tuning steps at the rung (default: "
+      f"{ETA}^R times the budget's; validation clips are always {ETA}^R times)")  # fmt: skip
+    q("--device", default="auto", help="auto, cpu, cuda or cuda:K")
+    q("--data", default="synthetic", help="the study's --data ('synthetic' or a Spk-GoPro root)")
+    q("--parent", metavar="PATH", help="the study's --parent, if it had one")
+    q("--space", default=None, help="the study's space as a YAML path (default: its name)")
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
@@ -80,9 +101,9 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", parser_class=OneLineParser)
     _run_options(sub.add_parser("run", parents=[shared], help="run or resume a study (default)"))
     named = {"parents": [shared]}
-    sub.add_parser("pareto", help="print the front", **named).add_argument(
-        "--study-name", required=True
-    )
+    pareto = sub.add_parser("pareto", help="print the front", **named).add_argument
+    pareto("--study-name", required=True)
+    _rung_option(pareto)
     q = sub.add_parser("export", help="export a trial as YAML", **named).add_argument
     q("--study-name", required=True)
     q("--out", required=True, help="YAML file to write")
@@ -91,6 +112,12 @@ def build_parser(description: str) -> argparse.ArgumentParser:
     q("--max-latency-ms", type=positive_float, default=None, help="for best-under")
     q("--trial", type=int, default=None, help="export this trial number instead")
     q("--proxy", action="store_true", help="export the budget-scaled trained proxy")
+    _rung_option(q)
+    _promote_options(
+        sub.add_parser(
+            "promote", help="re-measure a study's best trials at a higher fidelity", **named
+        ).add_argument  # fmt: skip
+    )
     d = sub.add_parser("dashboard", help="open the studies in optuna-dashboard", **named)
     d.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
     d.add_argument("--port", type=port, default=8080, help="0 picks a free port")

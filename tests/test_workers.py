@@ -141,6 +141,30 @@ def test_keyboard_interrupt_fails_and_requeues_the_running_trial(
     }
 
 
+def test_a_trial_stopped_before_it_suggested_retries_its_enqueued_params(
+    tmp_path: Path, locks: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.db'}"
+    study = _study(url)
+    study.enqueue_trial({"x": 0.75}, user_attrs={"reference": "scheme_a"})
+    calls = []
+
+    def objective(trial: optuna.Trial) -> tuple[float, float]:
+        calls.append(trial.number)
+        if len(calls) == 1:
+            raise KeyboardInterrupt  # e.g. while loading data, before any suggestion
+        x = trial.suggest_float("x", 0, 1)
+        return x, x
+
+    with pytest.raises(KeyboardInterrupt):
+        run_worker(study, objective, total=1, gate=StorageGate(StorageURL.parse(url)))
+    assert study.trials[0].params == {}
+    run_worker(study, objective, total=1, gate=StorageGate(StorageURL.parse(url)))
+    retry = study.trials[1]
+    assert retry.state == TrialState.COMPLETE and retry.params == {"x": 0.75}
+    assert retry.user_attrs["reference"] == "scheme_a"
+
+
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")  # the ask below
 def test_a_lost_trial_is_failed_and_retried_by_the_next_worker(tmp_path: Path, locks: Path) -> None:
     url = f"sqlite:///{tmp_path / 's.db'}"

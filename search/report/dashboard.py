@@ -47,15 +47,19 @@ logger = logging.getLogger(__name__)
 def publish_study(
     study: optuna.Study, artifact_store: optuna.artifacts.FileSystemArtifactStore
 ) -> HypervolumeHistory:
-    """Upload the hypervolume figure and save the study note (skipped when nothing changed).
+    """Save the study note, and upload the hypervolume figure when it changed.
 
     The study record's ``hypervolume`` keeps the reference point, the final value and the number
     of completed trials it covers; a new figure is uploaded only when that number changed
-    (earlier figures stay, their file names carry the count).
+    (earlier figures stay, their file names carry the count). A rung study also records its
+    rank agreement with the rung below (``agreement``).
     """
     report = front_report(study)
     history = report.hypervolume
     done = len(history.numbers)
+    optuna_dashboard.save_note(study, render_markdown(report))
+    if report.agreement is not None:
+        record.set_agreement(study, report.agreement)
     if StudyRecord.of(study).hypervolume.get("trials") == done and done > 0:
         return history
     if done:
@@ -71,7 +75,6 @@ def publish_study(
                 y_label="ms x dB",
             )
             upload_file(artifact_store, path, study, "image/png")
-    optuna_dashboard.save_note(study, render_markdown(report))
     value = history.values[-1] if history.values else 0.0
     record.set_hypervolume(study, reference=history.reference, value=value, trials=done)
     return history

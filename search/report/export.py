@@ -68,6 +68,8 @@ def provenance(
         "ssim": trial.ssim,
         "input_psnr_db": trial.input_psnr_db,
         "reference": trial.reference or None,
+        "rung": StudyRecord.of(study).rung_number,
+        "promoted_from_trial": trial.promoted_from,
         "reused_psnr_from_trial": trial.reused_from,
         "inherit": trial.inherit,
         "budget": trial.budget.get("name") or StudyRecord.of(study).budget,

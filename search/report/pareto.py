@@ -18,6 +18,8 @@ __all__ = [
     "SelectionError",
     "dominates",
     "non_dominated",
+    "nondominated_fronts",
+    "promotion_order",
     "hypervolume_2d",
     "knee_index",
     "select_index",
@@ -41,6 +43,42 @@ def non_dominated(points: Sequence[Point]) -> list[int]:
     """Indices of the points no other point dominates, sorted by latency."""
     keep = [i for i, p in enumerate(points) if not any(dominates(q, p) for q in points)]
     return sorted(keep, key=lambda i: (points[i][0], -points[i][1]))
+
+
+def nondominated_fronts(points: Sequence[Point]) -> list[list[int]]:
+    """Non-dominated sorting: the indices of the first front, then of the front that is
+    non-dominated once the first is removed, and so on (each front sorted by latency)."""
+    left = list(range(len(points)))
+    fronts: list[list[int]] = []
+    while left:
+        front = [i for i in left if not any(dominates(points[j], points[i]) for j in left)]
+        fronts.append(sorted(front, key=lambda i: (points[i][0], -points[i][1], i)))
+        left = [i for i in left if i not in front]
+    return fronts
+
+
+def _crowding(points: Sequence[Point], front: Sequence[int]) -> dict[int, float]:
+    """NSGA-II crowding distance of each member of one front (its two ends: infinite)."""
+    out = dict.fromkeys(front, 0.0)
+    for axis in (0, 1):
+        ranked = sorted(front, key=lambda i: (points[i][axis], i))
+        span = points[ranked[-1]][axis] - points[ranked[0]][axis]
+        out[ranked[0]] = out[ranked[-1]] = math.inf
+        for k in range(1, len(ranked) - 1):
+            gap = points[ranked[k + 1]][axis] - points[ranked[k - 1]][axis]
+            out[ranked[k]] += gap / span if span > 0 else 0.0
+    return out
+
+
+def promotion_order(points: Sequence[Point]) -> list[int]:
+    """Every index, best first: front by front (:func:`nondominated_fronts`), and within a front
+    by decreasing crowding distance (the spread-out members first, as NSGA-II and MOASHA keep
+    them), then by latency."""
+    order: list[int] = []
+    for front in nondominated_fronts(points):
+        crowd = _crowding(points, front)
+        order += sorted(front, key=lambda i: (-crowd[i], points[i][0], i))
+    return order
 
 
 def hypervolume_2d(points: Sequence[Point], reference: Point) -> float:

@@ -5,6 +5,10 @@ hand-made configurations) with whether the front dominates them, the references 
 not express, the hypervolume history, and what the figures were measured on (budget, latency
 input, device). :func:`render_text` and :func:`render_markdown` are its only two renderings.
 
+A rung study (:mod:`search.study.promote`) also shows its promoted trials at both rungs, their
+front level among the promoted set at each, and the rank agreement (Kendall tau per objective);
+a study with rungs lists them.
+
 Hypervolume reference point: ``(1.1 * max latency, min PSNR - 0.5 dB)`` over the study's
 completed trials (feasible or not), so every completed feasible trial adds area; infeasible
 trials add nothing.
@@ -15,18 +19,22 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
 
-from search.report.pareto import dominates, hypervolume_2d
+from search.report.pareto import dominates, hypervolume_2d, nondominated_fronts
+from search.report.ranks import kendall_tau
 from search.study.record import StudyRecord, TrialRecord, hv_figure_name, study_tally
 from search.study.storage import StorageURL
 
 __all__ = [
     "FrontReport",
     "HypervolumeHistory",
+    "Promoted",
     "Row",
+    "agreement",
     "front_report",
     "hypervolume_history",
     "render_markdown",
@@ -80,6 +88,25 @@ class HypervolumeHistory:
 
 
 @dataclass(frozen=True)
+class Promoted:
+    """A trial of a rung study beside the trial of the rung below it re-measures.
+
+    Attributes:
+        below: ``(latency_ms, psnr_db)`` at the rung below; ``here``: at this rung.
+        level_below, level_here: Its non-dominated front (1 = first) among the promoted trials
+            complete at both rungs, at each rung.
+    """
+
+    number: int
+    from_trial: int
+    reference: str
+    below: tuple[float, float]
+    here: tuple[float, float]
+    level_below: int
+    level_here: int
+
+
+@dataclass(frozen=True)
 class FrontReport:
     """Everything a user reads about a study's front (see the module docstring)."""
 
@@ -93,6 +120,11 @@ class FrontReport:
     references: tuple[Row, ...]
     skipped_references: dict[str, str]
     hypervolume: HypervolumeHistory
+    rung: int = 0
+    below: str | None = None
+    promoted: tuple[Promoted, ...] = ()
+    agreement: dict[str, Any] | None = None
+    rungs: dict[int, tuple[str, int | None]] | None = None
 
     @property
     def measured_on(self) -> str:
@@ -160,6 +192,7 @@ def front_report(study: optuna.Study) -> FrontReport:
         )
 
     s = StudyRecord.of(study)
+    promoted = _promoted(study, s, done)
     return FrontReport(
         study=study.study_name,
         space=s.space,
@@ -171,7 +204,68 @@ def front_report(study: optuna.Study) -> FrontReport:
         references=tuple(row(t) for t in done if t.reference),
         skipped_references={k: v for k, v in s.references.items() if v != "enqueued"},
         hypervolume=_history(done),
+        rung=s.rung_number,
+        below=(s.rung or {}).get("below"),
+        promoted=promoted,
+        agreement=agreement(promoted) if s.rung else None,
+        rungs={r: (name, _study_id(study, name)) for r, name in s.rungs.items()} or None,
     )
+
+
+def _study_id(study: optuna.Study, name: str) -> int | None:
+    """The storage's id of study ``name`` (the dashboard's URLs use it), None if it is gone."""
+    try:
+        return study._storage.get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
+def _levels(points: Sequence[tuple[float, float]]) -> list[int]:
+    out = [0] * len(points)
+    for level, front in enumerate(nondominated_fronts(points), start=1):
+        for i in front:
+            out[i] = level
+    return out
+
+
+def _promoted(
+    study: optuna.Study, s: StudyRecord, done: Sequence[TrialRecord]
+) -> tuple[Promoted, ...]:
+    """The rung study's complete trials beside the complete trials of the rung below."""
+    if not s.rung:
+        return ()
+    below = optuna.load_study(study_name=s.rung["below"], storage=study._storage)
+    below_done = {t.number: t.values for t in below.get_trials(deepcopy=False)
+                  if t.state == TrialState.COMPLETE and t.values}  # fmt: skip
+    pairs = [(t, below_done[t.promoted_from["trial"]]) for t in done
+             if t.promoted_from and t.promoted_from["trial"] in below_done]  # fmt: skip
+    lv_below = _levels([(v[0], v[1]) for _, v in pairs])
+    lv_here = _levels([(t.latency_ms, t.psnr_db) for t, _ in pairs])
+    return tuple(
+        Promoted(
+            t.number,
+            t.promoted_from["trial"],
+            t.reference,
+            (v[0], v[1]),
+            (t.latency_ms, t.psnr_db),
+            lv_below[k],
+            lv_here[k],
+        )  # fmt: skip
+        for k, (t, v) in enumerate(pairs)
+    )
+
+
+def agreement(promoted: Sequence[Promoted]) -> dict[str, Any]:
+    """Kendall tau between the rung below and this one, per objective (None: undefined, e.g.
+    fewer than two trials or a constant side), and how many trials it covers."""
+    out: dict[str, Any] = {"trials": len(promoted)}
+    for k, name in enumerate(("latency_ms", "psnr_db")):
+        try:
+            tau = kendall_tau([p.below[k] for p in promoted], [p.here[k] for p in promoted])
+        except ValueError:
+            tau = None
+        out[name] = tau
+    return out
 
 
 def _fmt(value: float | None, spec: str) -> str:
@@ -234,9 +328,59 @@ def _sections(
     return lines
 
 
+def _tau(value: float | None) -> str:
+    return "undefined" if value is None else f"{value:+.2f}"
+
+
+def rung_sentence(report: FrontReport) -> str:
+    """What a rung study re-measured and how well the rung below had ranked it ("" at rung 0)."""
+    if not report.rung:
+        return ""
+    a = report.agreement or {}
+    kept = sum(1 for p in report.promoted if p.level_below == 1 and p.level_here == 1)
+    first = sum(1 for p in report.promoted if p.level_below == 1)
+    return (
+        f"rung {report.rung}: {len(report.promoted)} trials promoted from {report.below} and "
+        f"re-measured; rank agreement with the rung below (Kendall tau): latency "
+        f"{_tau(a.get('latency_ms'))}, PSNR {_tau(a.get('psnr_db'))}; {kept} of the {first} "
+        "promoted trials on the first front below are on the first front here"
+    )
+
+
+def _promoted_table(rows: Sequence[Promoted], sep: str) -> list[str]:
+    """The promoted trials at both rungs (``sep``: column separator, " " or " | ")."""
+    head = ["trial", "from", "ms below", "ms here", "dB below", "dB here", "front", "reference"]
+    lines = [sep.join(head)]
+    for p in rows:
+        cells = [f"{p.number:>5}", f"{p.from_trial:>4}", f"{p.below[0]:>8.2f}",
+                 f"{p.here[0]:>7.2f}", f"{p.below[1]:>8.2f}", f"{p.here[1]:>7.2f}",
+                 f"{p.level_below} -> {p.level_here}", p.reference]  # fmt: skip
+        lines.append(sep.join(cells))
+    return lines
+
+
+def _rung_lines(report: FrontReport, markdown: bool) -> list[str]:
+    if report.rungs:
+        named = [
+            f"rung {r}: [{n}](/dashboard/studies/{i})" if markdown and i is not None
+            else f"rung {r}: {n}"
+            for r, (n, i) in sorted(report.rungs.items())
+        ]  # fmt: skip
+        return [f"{'- ' if markdown else ''}promoted to a higher fidelity: {', '.join(named)}", ""]
+    if not report.rung:
+        return []
+    lines = [rung_sentence(report) + ".", ""]
+    if markdown:
+        table = _promoted_table(report.promoted, " | ")
+        return [*lines, f"| {table[0]} |", "|" + " ---: |" * 7 + " --- |",
+                *(f"| {row} |" for row in table[1:]), ""]  # fmt: skip
+    return [*lines, *("  " + row for row in _promoted_table(report.promoted, " ")), ""]
+
+
 def render_text(report: FrontReport) -> str:
     """The report as plain text for the terminal."""
     lines = [f"study {report.study}: space {report.space}, {report.measured_on}"]
+    lines += ["", *_rung_lines(report, markdown=False)][:-1]  # the next heading starts a line
     lines += _sections(report, _text_table, lambda t: f"\n{t}:", lambda t: f"  {t}")
     if report.hypervolume.values:
         lines.append(_hv_sentence(report.hypervolume, "hypervolume", "ms*dB"))
@@ -266,6 +410,7 @@ def render_markdown(report: FrontReport) -> str:
         "rewritten after each run, so edits made here are replaced.",
         "",
     ]
+    lines += _rung_lines(report, markdown=True)
     lines += _sections(report, _md_table, lambda t: f"### {t}\n", lambda t: f"- {t}")
     h = report.hypervolume
     if h.values:

@@ -38,6 +38,8 @@ Trial keys (user attributes), by who writes them:
 ``seconds``           the objective's wall time
 ``worker``            ``host:pid`` of the worker that ran it
 ``reference``         ``baseline`` / ``scheme_a`` / ``scheme_b`` for the guide's configurations
+``promoted_from``     ``{"study", "trial"}``: in a rung study, the trial of the rung below this
+                      one re-measures
 ``retry_of``          the failed trial this one retries; ``retry_reason``: why it failed
 ``fail_reason``       why the trial failed or was pruned
 ====================  ==========================================================================
@@ -50,6 +52,11 @@ Study keys: ``budget`` (name), ``budget_settings``, ``space``, ``space_digest``,
 ``parent`` (the key of the elastic parent every trial inherits from, or ``"scratch"``),
 ``base`` (the space's base preset), ``references`` (name -> ``enqueued`` or why skipped),
 ``hypervolume`` (``{"reference", "value", "trials"}`` of the last published figure).
+Promotion (:mod:`search.study.promote`): a rung study has ``rung`` (``{"base", "rung", "below",
+"steps", "val_clips", "top"}``: what it re-measures and at which fidelity; part of its identity),
+``promoted`` (the trial numbers of the rung below, in promotion order) and ``agreement``
+(``{"latency_ms", "psnr_db", "trials"}``: Kendall tau of the promoted trials between the rung
+below and this one); the rung-0 study has ``rungs`` (rung number as text -> rung study name).
 
 Artifacts: per trial ``trial<N>`` + :data:`STRIP_SUFFIX` ``.png`` (restored frames) and
 :data:`PROFILE_SUFFIX` ``.png``/``.csv`` (stage profile); per study :func:`hv_figure_name`.
@@ -79,13 +86,17 @@ __all__ = [
     "TrialSetup",
     "TrialWriter",
     "claim_study",
+    "enqueue_promoted",
     "enqueue_reference",
     "has_fail_reason",
     "hv_figure_name",
     "reference_of",
     "retry_history",
     "retry_trial",
+    "add_rung",
+    "set_agreement",
     "set_hypervolume",
+    "set_promoted",
     "set_references",
     "study_identity",
     "study_tally",
@@ -106,6 +117,7 @@ PROFILE_SUFFIX = "_stage_profile"
 
 _CONSTRAINT = "constraint:"
 _RETRY_HISTORY, _FAILED_TRIAL = "retry_history", "failed_trial"  # Optuna's retry convention
+_FIXED_PARAMS = "fixed_params"  # where Optuna keeps the parameters a trial was enqueued with
 _SETUP_KEYS = (
     "config",
     "trained_config",
@@ -284,6 +296,7 @@ class TrialRecord:
     feasible: bool = True
     worker: str | None = None
     reference: str = ""
+    promoted_from: dict[str, Any] | None = None
     retry_of: int | None = None
     retry_reason: str | None = None
     fail_reason: str | None = None
@@ -327,6 +340,7 @@ class TrialRecord:
             and all(v <= 0 for v in trial.constraints.values()),
             worker=a.get("worker"),
             reference=a.get("reference", ""),
+            promoted_from=a.get("promoted_from"),
             retry_of=a.get("retry_of"),
             retry_reason=a.get("retry_reason"),
             fail_reason=a.get("fail_reason"),
@@ -400,24 +414,41 @@ def has_fail_reason(trial: optuna.trial.BaseTrial) -> bool:
 def retry_trial(trial: FrozenTrial, *, reason: str) -> FrozenTrial:
     """A WAITING copy of a failed trial's parameters that records what it retries.
 
-    Only ``reference`` is carried over; everything else is measured again.
+    Its parameters are those it had suggested plus those it was enqueued with (Optuna's
+    ``fixed_params``): a trial stopped before it suggested them (e.g. while loading its data)
+    still retries the enqueued configuration. Only ``reference`` and ``promoted_from`` are
+    carried over; everything else is measured again.
     """
     history = [*retry_history(trial), trial.number]
     attrs: dict[str, Any] = {"retry_of": trial.number, "retry_reason": reason}
-    if reference_of(trial):
-        attrs["reference"] = reference_of(trial)
+    for key in ("reference", "promoted_from"):
+        if trial.user_attrs.get(key):
+            attrs[key] = trial.user_attrs[key]
+    system: dict[str, Any] = {_FAILED_TRIAL: history[0], _RETRY_HISTORY: history}
+    fixed = {**trial.system_attrs.get(_FIXED_PARAMS, {}), **trial.params}
+    if fixed:
+        system[_FIXED_PARAMS] = fixed
     return optuna.trial.create_trial(
         state=TrialState.WAITING,
         params=trial.params,
         distributions=trial.distributions,
         user_attrs=attrs,
-        system_attrs={_FAILED_TRIAL: history[0], _RETRY_HISTORY: history},
+        system_attrs=system,
     )
 
 
 def enqueue_reference(study: optuna.Study, params: dict[str, Any], name: str) -> None:
     """Enqueue one of the guide's reference configurations under its name."""
     study.enqueue_trial(params, user_attrs={"reference": name})
+
+
+def enqueue_promoted(study: optuna.Study, below: optuna.Study, trial: FrozenTrial) -> None:
+    """Enqueue a trial of the rung below (its parameters, its reference name, where it came
+    from) into a rung study."""
+    attrs: dict[str, Any] = {"promoted_from": {"study": below.study_name, "trial": trial.number}}
+    if reference_of(trial):
+        attrs["reference"] = reference_of(trial)
+    study.enqueue_trial(trial.params, user_attrs=attrs)
 
 
 @dataclass(frozen=True)
@@ -479,6 +510,10 @@ class StudyRecord:
     base: str | None
     references: dict[str, str]
     hypervolume: dict[str, Any]
+    rung: dict[str, Any] | None = None
+    promoted: tuple[int, ...] | None = None
+    rungs: dict[int, str] = field(default_factory=dict)
+    agreement: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
@@ -496,6 +531,10 @@ class StudyRecord:
             base=a.get("base"),
             references=dict(a.get("references") or {}),
             hypervolume=dict(a.get("hypervolume") or {}),
+            rung=a.get("rung"),
+            promoted=tuple(a["promoted"]) if "promoted" in a else None,
+            rungs={int(r): name for r, name in (a.get("rungs") or {}).items()},
+            agreement=a.get("agreement"),
         )
 
     @property
@@ -510,8 +549,13 @@ class StudyRecord:
 
     def identity(self) -> dict[str, Any]:
         """What a run must share with the study to continue it."""
-        keys = ("budget", "space", "space_digest", "seed", "latency_target", "parent")
+        keys = ("budget", "space", "space_digest", "seed", "latency_target", "parent", "rung")
         return {key: getattr(self, key) for key in keys}
+
+    @property
+    def rung_number(self) -> int:
+        """0 for a study that samples its trials, r for rung r of a promotion."""
+        return int(self.rung["rung"]) if self.rung else 0
 
     def latency_of(self) -> str:
         """What the study's latencies are of, in words.
@@ -543,8 +587,10 @@ def study_identity(
     seed: int,
     latency_target: dict[str, Any],
     parent: str,
+    rung: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The identity a run claims a study with (the keys of :meth:`StudyRecord.identity`)."""
+    """The identity a run claims a study with (the keys of :meth:`StudyRecord.identity`);
+    ``rung`` only for a rung study."""
     return {
         "budget": budget,
         "space": space,
@@ -552,6 +598,7 @@ def study_identity(
         "seed": seed,
         "latency_target": latency_target,
         "parent": parent,
+        "rung": rung,
     }
 
 
@@ -566,7 +613,8 @@ def claim_study(
     """Record a new study's identity (budget, space, digest, seed, latency target), budget and
     base preset."""
     for key, value in identity.items():
-        study.set_user_attr(key, value)
+        if value is not None:
+            study.set_user_attr(key, value)
     study.set_user_attr("budget_settings", dict(budget_settings))
     study.set_user_attr("base", base)
     study.set_metric_names(metric_names)
@@ -586,3 +634,19 @@ def set_hypervolume(
     study.set_user_attr(
         "hypervolume", {"reference": list(reference), "value": value, "trials": trials}
     )
+
+
+def set_promoted(study: optuna.Study, numbers: Sequence[int]) -> None:
+    """Record, on a rung study, the trials of the rung below it re-measures (in order)."""
+    study.set_user_attr("promoted", list(numbers))
+
+
+def add_rung(base: optuna.Study, rung: int, name: str) -> None:
+    """Record on the rung-0 study that rung ``rung`` is the study ``name``."""
+    rungs = {str(r): n for r, n in StudyRecord.of(base).rungs.items()}
+    base.set_user_attr("rungs", {**rungs, str(rung): name})
+
+
+def set_agreement(study: optuna.Study, agreement: Mapping[str, Any]) -> None:
+    """Record a rung study's rank agreement with the rung below (Kendall tau per objective)."""
+    study.set_user_attr("agreement", dict(agreement))

@@ -4,6 +4,9 @@ Every study records the budget and space it was run with and refuses to mix eith
 baseline, scheme A and scheme B are enqueued once, before any sampled trial, where the space can
 express them (the study's ``references`` record says which were skipped and why).
 
+A promotion (:mod:`search.study.promote`) runs the same way: its rung study is created and its
+promoted trials enqueued once, under the storage gate, and the workers run them.
+
 Several workers (processes on one or many machines) may run the same study on PostgreSQL; see
 :mod:`search.study.worker` for how they share it and :mod:`search.study.locks` for the locks.
 SQLite serves one worker process at a time; a second one is refused with a message naming
@@ -12,6 +15,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable
@@ -31,9 +35,10 @@ from search.study.artifacts import TrialArtifacts
 from search.study.locks import DeviceLock, StorageGate, single_worker_lock
 from search.study.objective import Limits, Objective
 from search.study.parent import Parent, ensure_parent, load_parent, parent_file
-from search.study.record import DIRECTIONS, METRIC_NAMES, StudyRecord
+from search.study.promote import Promotion, below_ready, rung_budget, select_promoted
+from search.study.record import DIRECTIONS, METRIC_NAMES, StudyRecord, TrialRecord
 from search.study.space import SearchSpace
-from search.study.storage import StorageURL, StudyError
+from search.study.storage import StorageURL, StudyError, load_existing_study
 from search.study.worker import RetryLostTrial, run_worker
 
 __all__ = ["REFERENCES", "SAMPLERS", "StudySettings", "data_name", "load_data", "make_sampler"]
@@ -86,20 +91,41 @@ class StudySettings:
     latency: LatencyTarget | None = None
     parent: str | None = None
     from_scratch: bool = False
+    promotion: Promotion | None = None
 
     @property
     def target(self) -> LatencyTarget:
-        """The latency target (default: the budget's latency shape, source ``auto``)."""
-        return self.latency or LatencyTarget(self.budget.latency_shape)
+        """The latency target (default: the budget's latency shape, source ``auto``); a rung
+        measures it directly."""
+        target = self.latency or LatencyTarget(self.budget.latency_shape)
+        return target if self.promotion is None else LatencyTarget(target.shape, "measured")
+
+    @property
+    def trial_budget(self) -> Budget:
+        """What each trial trains and validates with: the budget, or its rung's."""
+        p = self.promotion
+        return self.budget if p is None else rung_budget(self.budget, p.rung, p.steps)
+
+    @property
+    def name(self) -> str:
+        """The name of the study this run works on (a promotion's: its rung study)."""
+        return self.study_name if self.promotion is None else self.promotion.name
 
     def describe(self) -> str:
         """One line: the study, its storage (password hidden) and what this run does."""
-        return (
-            f"study {self.study_name} on {self.storage.redacted}: space {self.space.name}, "
-            f"budget {self.budget.name}, sampler {self.sampler}, device {self.device}, "
-            f"latency at {format_shape(self.target.shape)} "
-            f"({self.target.source_on(self.device)}), weights {self.weights}, "
+        b = self.trial_budget
+        work = (
             f"{self.n_trials} trials in all"
+            if self.promotion is None
+            else f"rung {self.promotion.rung} of {self.study_name}: {b.steps} steps, "
+            f"{b.num_val_clips} validation clips"
+        )
+        sampler = self.sampler if self.promotion is None else "none (promoted trials)"
+        return (
+            f"study {self.name} on {self.storage.redacted}: space {self.space.name}, "
+            f"budget {self.budget.name}, sampler {sampler}, device {self.device}, "
+            f"latency at {format_shape(self.target.shape)} "
+            f"({self.target.source_on(self.device)}), weights {self.weights}, {work}"
         )
 
     @property
@@ -179,29 +205,36 @@ def _identity(s: StudySettings, parent: str) -> dict[str, Any]:
         seed=s.seed,
         latency_target=target,
         parent=parent,
+        rung=None if s.promotion is None else s.promotion.record(s.budget),
     )
+
+
+def _check_identity(study: optuna.Study, wanted: dict[str, Any], hint: str) -> None:
+    """Refuse a run whose identity differs from the study's record, naming the key."""
+    have = StudyRecord.of(study).identity()
+    for key, value in wanted.items():
+        had = have[key]
+        if had != value:
+            was = f"{key} {had!r}" if had is not None else f"no {key} (an earlier version)"
+            raise StudyError(
+                f"study {study.study_name!r} was run with {was}; this run asks for {value!r}: "
+                f"results would not be comparable ({hint})"
+            )
 
 
 def _claim_study(study: optuna.Study, s: StudySettings, parent: str) -> None:
     """Record budget/space/seed/parent on a new study; refuse a run that would mix them."""
-    wanted, have = _identity(s, parent), StudyRecord.of(study)
-    if not have.claimed:
-        record.claim_study(
-            study,
-            wanted,
-            budget_settings=s.budget.to_dict(),
-            base=s.space.base,
-            metric_names=list(METRIC_NAMES),
-        )
+    wanted = _identity(s, parent)
+    if StudyRecord.of(study).claimed:
+        _check_identity(study, wanted, "use another --study-name")
         return
-    for key, value in wanted.items():
-        had = have.identity()[key]
-        if had != value:
-            was = f"{key} {had!r}" if had is not None else f"no {key} (an earlier version)"
-            raise StudyError(
-                f"study {s.study_name!r} was run with {was}; this run asks for {value!r}: "
-                "results would not be comparable (use another --study-name)"
-            )
+    record.claim_study(
+        study,
+        wanted,
+        budget_settings=s.trial_budget.to_dict(),
+        base=s.space.base,
+        metric_names=list(METRIC_NAMES),
+    )
 
 
 def _enqueue_references(study: optuna.Study, space: SearchSpace) -> dict[str, str]:
@@ -222,11 +255,54 @@ def _enqueue_references(study: optuna.Study, space: SearchSpace) -> dict[str, st
     return status
 
 
+def _promoted(s: StudySettings, p: Promotion, parent: str) -> list[optuna.trial.FrozenTrial]:
+    """The trials a new rung study re-measures; checks the rung-0 study first (nothing is
+    written when it does not match, or when the rung below is missing or unfinished)."""
+    base = load_existing_study(s.storage, p.base)
+    rung0 = dataclasses.replace(s, promotion=None)
+    _check_identity(base, _identity(rung0, parent), "promote with the run's own settings")
+    if p.rung > 1 and p.rung - 1 not in StudyRecord.of(base).rungs:
+        raise StudyError(f"study {p.base!r} has no rung {p.rung - 1}: promote --rung "
+                         f"{p.rung - 1} first")  # fmt: skip
+    below = base if p.rung == 1 else load_existing_study(s.storage, p.below)
+    return select_promoted(below_ready(below), p.top)
+
+
+def _open_rung(
+    s: StudySettings, p: Promotion, parent: str, storage: optuna.storages.BaseStorage
+) -> optuna.Study:
+    """Create (once: its promoted trials enqueued, the rung-0 study told) or load a rung study.
+
+    A new rung study is created only after the promotion was checked; one whose enqueueing was
+    interrupted gets the trials it misses.
+    """
+    new = p.name not in optuna.get_all_study_names(storage)
+    promoted = _promoted(s, p, parent) if new else None
+    study = optuna.create_study(storage=storage, study_name=p.name, load_if_exists=True,
+                                directions=list(DIRECTIONS),
+                                sampler=optuna.samplers.RandomSampler(seed=s.seed))  # fmt: skip
+    _claim_study(study, s, parent)
+    if StudyRecord.of(study).promoted is not None:
+        return study
+    promoted = promoted if promoted is not None else _promoted(s, p, parent)
+    queued = {(r.promoted_from or {}).get("trial") for r in map(TrialRecord.of, study.trials)}
+    below = optuna.load_study(study_name=p.below, storage=storage)
+    for trial in promoted:
+        if trial.number not in queued:
+            record.enqueue_promoted(study, below, trial)
+    record.set_promoted(study, [t.number for t in promoted])
+    record.add_rung(optuna.load_study(study_name=p.base, storage=storage), p.rung, p.name)
+    return study
+
+
 def _open_study(s: StudySettings, parent: str) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
-    """Create or load the study, claim it and enqueue the references (under the gate)."""
+    """Create or load the study, claim it and enqueue the references (under the gate); for a
+    promotion, its rung study and the promoted trials."""
     storage = s.storage.open(
         create=True, heartbeat=s.heartbeat, on_lost=RetryLostTrial(s.max_retry)
     )
+    if s.promotion is not None:
+        return _open_rung(s, s.promotion, parent, storage), storage
     study = optuna.create_study(
         storage=storage,
         study_name=s.study_name,
@@ -248,7 +324,7 @@ def _objective(
 ) -> Objective:
     return Objective(
         space=s.space,
-        budget=s.budget,
+        budget=s.trial_budget,
         data=data,
         device=s.device,
         seed=s.seed,
@@ -287,7 +363,7 @@ def run_study(
     """
     s.storage.check()
     with single_worker_lock(s.storage):
-        data = load_data(s.data, s.budget, seed=s.seed)  # bad data fails before any write
+        data = load_data(s.data, s.trial_budget, seed=s.seed)  # bad data fails before writing
         user = _user_parent(s)  # and a --parent that does not cover the space
         key = _parent_key(s, user)
         gate = StorageGate(s.storage)
@@ -299,11 +375,12 @@ def run_study(
             if on_ready is not None:
                 on_ready(study)
             objective = _objective(s, data, storage, device_lock, parent)
+            promoted = StudyRecord.of(study).promoted
             with device_lock.registered():
                 run_worker(
                     study,
                     objective,
-                    total=s.n_trials,
+                    total=s.n_trials if promoted is None else len(promoted),
                     gate=gate,
                     catch=(NonFiniteLossError, torch.OutOfMemoryError, MemoryError),
                     callbacks=callbacks or (),
