@@ -88,6 +88,8 @@ def _promote_options(q: Callable[..., object]) -> None:
     q("--data", default="synthetic", help="the study's --data ('synthetic' or a Spk-GoPro root)")
     q("--parent", metavar="PATH", help="the study's --parent, if it had one")
     q("--space", default=None, help="the study's space as a YAML path (default: its name)")
+    q("--heartbeat", type=natural_int, default=20, help="seconds between trial heartbeats "
+      "(0: off), as for run")  # fmt: skip
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:

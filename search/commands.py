@@ -94,6 +94,7 @@ def promotion_settings(args: argparse.Namespace, device: str) -> StudySettings:
         latency=LatencyTarget(tuple(target["shape"]), target["source"]),
         parent=args.parent,
         from_scratch=rec.parent == "scratch",
+        heartbeat=args.heartbeat,
         promotion=Promotion(args.study_name, args.rung, steps=args.steps, top=args.top),
     )
 

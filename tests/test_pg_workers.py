@@ -194,3 +194,29 @@ def test_a_worker_killed_mid_trial_is_retried_and_nothing_is_lost(
     t = tally(study.trials)
     assert (t.counted, t.running, t.waiting, t.retried) == (4, 0, 0, 1)
     _assert_intact(study, tmp_path / "artifacts")
+
+
+def test_two_workers_share_a_promotion_and_reach_the_exact_count(
+    pg_url: str, env: dict[str, str], tmp_path: Path
+) -> None:
+    store = ["--storage", pg_url, "--study-name", "p"]
+    first = subprocess.run([*RUN, "--space", TINY, "--budget", "smoke", "--trials", "6", *store],
+                           env=env, cwd=tmp_path, capture_output=True, timeout=600)  # fmt: skip
+    assert first.returncode == 0, first.stderr.decode()[-3000:]
+    cmd = [*RUN, "promote", "--space", TINY, "--top", "4", "--heartbeat", "2", *store]
+    procs = [subprocess.Popen(cmd, env=env, cwd=tmp_path, **PIPES) for _ in range(2)]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    for p, (_out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err.decode()[-3000:]
+
+    rung = _load(pg_url, "p@r1")
+    promoted = rung.user_attrs["promoted"]
+    assert 1 <= len(promoted) <= 4 and len(set(promoted)) == len(promoted)
+    t = tally(rung.trials)
+    assert (t.counted, t.running, t.waiting, t.retried) == (len(promoted), 0, 0, 0)
+    froms = [x.user_attrs["promoted_from"]["trial"] for x in rung.trials]
+    assert sorted(froms) == sorted(promoted)  # each promoted trial re-measured exactly once
+    assert _load(pg_url, "p").user_attrs["rungs"] == {"1": "p@r1"}
+    if len(promoted) >= 3:
+        assert len({x.user_attrs["worker"] for x in rung.trials}) >= 2  # the work was shared
+    _assert_intact(rung, tmp_path / "artifacts")
