@@ -229,8 +229,11 @@ def _compiled(args: argparse.Namespace) -> None:
     _timed_steps(cfg, s, 1)
     compile_s = time.perf_counter() - t
     compiled = _timed_steps(cfg, s, 6)
-    pays = (f"pays off after {compile_s * 1e3 / (eager - compiled):.0f} steps"
-            if compiled < eager else "never pays off (the compiled step is not faster)")
+    pays = (
+        f"pays off after {compile_s * 1e3 / (eager - compiled):.0f} steps"
+        if compiled < eager
+        else "never pays off (the compiled step is not faster)"
+    )
     print(f"\n{len(blocks)} TMSA blocks compiled: first step {compile_s:.0f} s (compiling); "
           f"step {eager:.0f} ms eager, {compiled:.0f} ms compiled ({eager / compiled:.2f}x); "
           f"{pays}")  # fmt: skip

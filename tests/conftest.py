@@ -32,6 +32,15 @@ def _seed_and_threads() -> None:
     torch.set_num_threads(2)
 
 
+@pytest.fixture
+def native_cpu_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU runs bf16 natively, as far as the AMP rule is concerned: a test of the bf16 path
+    then means the same on a CPU without AVX-512, where AMP would resolve to full precision."""
+    import search.measure.device as device_rules
+
+    monkeypatch.setattr(device_rules, "cpu_bf16_native", lambda: True)
+
+
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pg.PgServer]:
     """A PostgreSQL server on 127.0.0.1 for the session (``tests/pg_server.py``).

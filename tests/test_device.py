@@ -9,7 +9,8 @@ import search.measure.device as device_rules
 from search.measure.device import DeviceError, amp_name, parse_device, resolve_amp_dtype
 
 
-def test_resolve_amp_dtype() -> None:
+def test_resolve_amp_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(device_rules, "cpu_bf16_native", lambda: True)
     assert resolve_amp_dtype(False, "auto", "cpu") is None
     assert resolve_amp_dtype(True, "auto", "cpu") is torch.bfloat16
     assert resolve_amp_dtype(True, "float16", "cpu") is torch.bfloat16
@@ -21,13 +22,15 @@ def test_resolve_amp_dtype() -> None:
 
 
 @pytest.mark.parametrize("native", [True, False])
-def test_cpu_bf16_without_native_support_still_runs_and_says_why_it_is_slow(
+def test_cpu_amp_is_full_precision_without_native_bf16_and_says_why(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, native: bool
 ) -> None:
     monkeypatch.setattr(device_rules, "cpu_bf16_native", lambda: native)
     device_rules._warn_slow_cpu_bf16.cache_clear()  # it warns once a process
     with caplog.at_level("WARNING", logger=device_rules.__name__):
-        assert resolve_amp_dtype(True, "bfloat16", "cpu") is torch.bfloat16
+        expected = torch.bfloat16 if native else None
+        assert resolve_amp_dtype(True, "bfloat16", "cpu") is expected
+        assert resolve_amp_dtype(True, "auto", "cpu") is expected
         assert resolve_amp_dtype(False, "bfloat16", "cpu") is None
     assert ("no native oneDNN support" in caplog.text) is not native
 

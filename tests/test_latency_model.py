@@ -50,7 +50,9 @@ def test_shapes_parse_and_bad_ones_are_refused() -> None:
         LatencyTarget((1, 8, 8), "guessed")
 
 
-def test_auto_source_measures_on_cuda_and_small_cpu_shapes_and_predicts_large_ones() -> None:
+def test_auto_source_measures_on_cuda_and_small_cpu_shapes_and_predicts_large_ones(
+    native_cpu_bf16: None,
+) -> None:
     assert LatencyTarget((3, 32, 32)).source_on("cpu") == "measured"
     assert LatencyTarget((5, 256, 256)).source_on("cpu") == "predicted"
     assert LatencyTarget((5, 256, 256)).source_on("cuda") == "measured"
@@ -59,6 +61,16 @@ def test_auto_source_measures_on_cuda_and_small_cpu_shapes_and_predicts_large_on
     record = LatencyTarget((5, 256, 256)).record(load_preset("scheme_a"), "cpu")
     assert record == {"shape": [5, 256, 256], "device": "cpu", "embed_dims": [96] * 8,
                       "amp": "bfloat16", "source": "predicted"}  # fmt: skip
+
+
+def test_a_cpu_without_native_bf16_targets_scheme_a_in_full_precision(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import search.measure.device as device_rules
+
+    monkeypatch.setattr(device_rules, "cpu_bf16_native", lambda: False)
+    record = LatencyTarget((5, 256, 256)).record(load_preset("scheme_a"), "cpu")
+    assert record["amp"] is None and load_preset("scheme_a").train.amp_enabled
 
 
 def test_a_stage_is_linear_in_its_depth_pairs_and_single_blocks() -> None:
@@ -97,7 +109,9 @@ def test_prediction_is_the_sum_of_the_table_and_the_table_is_reused(tables: Path
     assert 0 < wider.measured_parts < first.measured_parts and wider.table == first.table
 
 
-def test_a_changed_key_is_another_table_and_a_foreign_file_is_rebuilt(tables: Path) -> None:
+def test_a_changed_key_is_another_table_and_a_foreign_file_is_rebuilt(
+    tables: Path, native_cpu_bf16: None
+) -> None:
     cfg = load_preset("tiny")
     table = table_for(cfg, SHAPE, "cpu")
     assert table_for(cfg, (3, 24, 24), "cpu").path != table.path
@@ -148,7 +162,11 @@ def test_workers_of_a_host_share_one_table_and_measure_each_part_once(tmp_path: 
 
 @pytest.mark.parametrize("source", ["measured", "predicted"])
 def test_a_trial_times_the_full_width_deployment_config_at_the_target(
-    source: str, tables: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    source: str,
+    tables: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    native_cpu_bf16: None,
 ) -> None:
     monkeypatch.setenv("VRTSPIKE_DATA_CACHE", str(tmp_path / "data"))
     budget = get_budget("smoke")

@@ -145,7 +145,7 @@ def test_data_that_does_not_fit_the_config() -> None:
         train(cfg, get_budget("smoke"), wrong, device="cpu", seed=0)
 
 
-def test_bf16_autocast_on_cpu() -> None:
+def test_bf16_autocast_on_cpu(native_cpu_bf16: None) -> None:
     cfg, data = _smoke()
     cfg = cfg.with_overrides({"TRAIN.AMP_ENABLED": True})
     result = train(cfg, get_budget("smoke"), data, device="cpu", seed=0)

@@ -4,10 +4,14 @@ synchronisation, memory release, and how a device and the software on it are nam
 AMP: ``TRAIN.AMP_ENABLED`` turns autocast on for training and for the deployment forward;
 ``TRAIN.AMP_DTYPE`` ``auto`` is fp16 on CUDA and bf16 elsewhere. The CPU always runs bf16 (fp16
 autocast on the CPU is slow and not what the project measures); a request for fp16 there is
-logged. bf16 is fast on the CPU only where oneDNN runs it natively (AVX-512 and up): elsewhere
-PyTorch's convolutions and matmuls take reference kernels in bf16, 10-150x slower than fp32
-(measured with ``ONEDNN_MAX_CPU_ISA=AVX2``). bf16 still runs there, so the latency measured is the
-device's; a warning says why it is slow (:func:`cpu_bf16_native`).
+logged. bf16 is fast on the CPU only where oneDNN runs it natively (AVX-512 and up,
+:func:`cpu_bf16_native`). Elsewhere PyTorch's convolutions and matmuls take reference kernels in
+bf16: on an AVX2-only AMD EPYC, a full-width linear ran 9x, the spike encoder's conv3d 24x and a
+64-channel conv2d 197x slower than in fp32 (and with ``ONEDNN_MAX_CPU_ISA=AVX2`` the baseline's
+forward 31x). No deployment would run bf16 there, and timing it stalled a study's latency table
+for over 36 minutes, so on such a CPU AMP resolves to full precision: training, evaluation and
+latency run in fp32, the trial records ``amp: null``, and a warning says why once a process.
+``benchmarks/cpu_bf16.py`` still times real bf16 there.
 """
 
 from __future__ import annotations
@@ -89,14 +93,16 @@ def cpu_bf16_native() -> bool:
 @functools.cache
 def _warn_slow_cpu_bf16() -> None:
     """Once a process: why bf16 is slow on this CPU."""
-    logger.warning("bf16 on this CPU has no native oneDNN support: convolutions and matmuls "
-                   "take reference kernels, 10-150x slower than fp32")  # fmt: skip
+    logger.warning("bf16 on this CPU has no native oneDNN support (its convolutions and matmuls "
+                   "take reference kernels, 9-200x slower than fp32): AMP runs in full precision "
+                   "here")  # fmt: skip
 
 
 def resolve_amp_dtype(
     enabled: bool, dtype_name: str, device: torch.device | str
 ) -> torch.dtype | None:
-    """The autocast dtype a config asks for on a device (None = full precision).
+    """The autocast dtype a config asks for on a device (None = full precision, also for AMP on
+    a CPU without native bf16).
 
     Raises:
         ValueError: an AMP dtype name other than auto, float16 or bfloat16.
@@ -112,6 +118,7 @@ def resolve_amp_dtype(
             logger.info("AMP float16 requested on %s: using bfloat16", kind)
         if kind == "cpu" and not cpu_bf16_native():
             _warn_slow_cpu_bf16()
+            return None
         return torch.bfloat16
     return torch.bfloat16 if name == "bfloat16" else torch.float16
 
