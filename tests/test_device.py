@@ -9,8 +9,7 @@ import search.measure.device as device_rules
 from search.measure.device import DeviceError, amp_name, parse_device, resolve_amp_dtype
 
 
-def test_resolve_amp_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(device_rules, "cpu_bf16_native", lambda: True)
+def test_resolve_amp_dtype(native_cpu_bf16: None) -> None:
     assert resolve_amp_dtype(False, "auto", "cpu") is None
     assert resolve_amp_dtype(True, "auto", "cpu") is torch.bfloat16
     assert resolve_amp_dtype(True, "float16", "cpu") is torch.bfloat16

@@ -2,7 +2,7 @@
 synchronisation, memory release, and how a device and the software on it are named.
 
 AMP: ``TRAIN.AMP_ENABLED`` turns autocast on for training and for the deployment forward;
-``TRAIN.AMP_DTYPE`` ``auto`` is fp16 on CUDA and bf16 elsewhere. The CPU always runs bf16 (fp16
+``TRAIN.AMP_DTYPE`` ``auto`` is fp16 on CUDA and bf16 elsewhere. AMP on the CPU is bf16 (fp16
 autocast on the CPU is slow and not what the project measures); a request for fp16 there is
 logged. bf16 is fast on the CPU only where oneDNN runs it natively (AVX-512 and up,
 :func:`cpu_bf16_native`). Elsewhere PyTorch's convolutions and matmuls take reference kernels in
@@ -92,7 +92,7 @@ def cpu_bf16_native() -> bool:
 
 @functools.cache
 def _warn_slow_cpu_bf16() -> None:
-    """Once a process: why bf16 is slow on this CPU."""
+    """Once a process: why AMP runs in full precision on this CPU."""
     logger.warning("bf16 on this CPU has no native oneDNN support (its convolutions and matmuls "
                    "take reference kernels, 9-200x slower than fp32): AMP runs in full precision "
                    "here")  # fmt: skip
