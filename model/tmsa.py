@@ -6,8 +6,8 @@ attend the other frame's keys, and the output is ``proj(cat[mutual, self])``. Sh
 odd blocks with VRT's -100 region mask. The bias and the shift mask are folded into one additive
 mask and every attention call is a single 4-D :func:`model.sdpa.attention`; in shifted blocks all
 windows attend with the bias alone and the few windows that straddle a shift-region boundary are
-recomputed with their region mask (:class:`~model.window.ShiftMask`), so the (windows, heads, N, N)
-mask of all windows is never built.
+recomputed with their region mask, a batch per mask pattern (:class:`~model.window.ShiftMask`), so
+the (windows, heads, N, N) mask of all windows is built only where it is small (training crops).
 """
 
 from __future__ import annotations
@@ -120,16 +120,18 @@ def _window_attention(
 ) -> torch.Tensor:
     """Attention of windows (B, nW, heads, N, hd) with ``masks`` and, in a shifted block, the
     region mask (its first ``crop`` rows and columns): every window with ``masks`` alone, then
-    the windows that straddle a region boundary again with their mask; where they are most of
-    the windows, all of them at once with the full mask."""
+    the windows that straddle a region boundary again, a batch per mask pattern; where they are
+    most of the windows and the mask is small, all of them at once with the full mask."""
     if shift is None or not len(shift.windows):
         return attention(q, k, v, *masks)
     part = slice(None, crop)
-    if shift.mostly_edges:
+    if shift.use_full:
         return attention(q, k, v, *masks, shift.full[:, None, part, part])  # (nW, 1, N, N)
-    i = shift.windows
-    edge = attention(q[:, i], k[:, i], v[:, i], *masks, shift.mask[:, None, part, part])
-    return attention(q, k, v, *masks).index_copy(1, i, edge)
+    edges = []
+    for p, (start, stop) in enumerate(shift.bounds):
+        i = shift.windows[start:stop]
+        edges.append(attention(q[:, i], k[:, i], v[:, i], *masks, shift.patterns[p, part, part]))
+    return attention(q, k, v, *masks).index_copy(1, shift.windows, torch.cat(edges, dim=1))
 
 
 class TMSABlock(nn.Module):

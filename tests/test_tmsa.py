@@ -129,8 +129,36 @@ def test_shifted_attention_recomputing_only_the_edge_windows_equals_vrt(mutual: 
     mod = WindowAttention(dim=12, heads=3, window=window, mutual=mutual).double()
     windows = window_partition(torch.randn(1, *size, 12, dtype=torch.float64), window)
     edges = edge_shift_mask(size, window, shift)
-    assert len(edges.windows) == 15 and not edges.mostly_edges
+    assert len(edges.windows) == 15 and not edges.use_full
     ref = _official_attention(mod, windows.flatten(0, 1), shift_mask(size, window, shift).double())
+    assert (mod(windows, window, edges) - ref.view_as(windows)).abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("mutual", [True, False])
+def test_mostly_edge_windows_by_mask_pattern_equal_vrt(
+    mutual: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Windows shifted in time and space on 4x8x12 (or 6x8x12): most windows straddle a
+    boundary. Past the small-mask size they are recomputed a batch per mask pattern (at most 7
+    in 3-D), never with the full (nW, heads, N, N) mask, and the result is still VRT's."""
+    import model.window as window_module
+
+    monkeypatch.setattr(window_module, "_SMALL_MASK", 0)
+    torch.manual_seed(0)
+    window, shift = ((2, 4, 4), (1, 2, 2)) if mutual else ((3, 4, 4), (1, 2, 2))
+    size = (window[0] * 2, 8, 12)
+    mod = WindowAttention(dim=12, heads=3, window=window, mutual=mutual).double()
+    windows = window_partition(torch.randn(2, *size, 12, dtype=torch.float64), window)
+    edges = edge_shift_mask(size, window, shift)
+    full = shift_mask(size, window, shift)
+    assert not edges.use_full and 4 * len(edges.windows) > len(full)
+    listed = full.ne(0).flatten(1).any(1).nonzero().flatten().tolist()
+    assert sorted(edges.windows.tolist()) == listed
+    assert 1 < len(edges.bounds) == len(edges.patterns) <= 7
+    for p, (start, stop) in enumerate(edges.bounds):  # each group shares its pattern
+        group = full[edges.windows[start:stop]]
+        assert torch.equal(group, edges.patterns[p].expand_as(group))
+    ref = _official_attention(mod, windows.flatten(0, 1), full.double())
     assert (mod(windows, window, edges) - ref.view_as(windows)).abs().max() < 1e-12
 
 
