@@ -9,14 +9,17 @@ Configurations: the guide's baseline, scheme A and scheme B, then random samples
 ``aggressive`` space (fixed seed), each at full widths with its own AMP. For each one at the small
 target (3x128x128) it prints the latency predicted from the parts table
 (:mod:`search.measure.latency_model`), the latency of the whole network measured directly
-(warm-up 1, median of ``--repeats`` forwards), and the latency the ``cpu`` budget's training
-proxy gave before latency targets existed (quarter widths, 8 spike bins, 3x64x64). The first
-``--large`` configurations are also predicted and measured at the deployment target (5x256x256;
-median of ``--large-repeats`` forwards).
+(``--passes`` passes over all configs, each a warm-up of 1 and ``--repeats`` forwards; the
+median of all of a config's forwards), and the latency the ``cpu`` budget's training proxy gave
+before latency targets existed (quarter widths, 8 spike bins, 3x64x64). The first ``--large``
+configurations are also predicted and measured at the deployment target (5x256x256;
+``--large-passes`` passes of ``--large-repeats`` forwards).
 
 Printed per target: Kendall tau of predicted vs measured and of the old proxy vs measured, the
 median and worst absolute error of the prediction, and the seconds spent filling the tables
-(parts measured for the first time) and measuring directly.
+(parts measured for the first time) and measuring directly. With two passes or more, also the
+tau of the first pass's medians against the second's and their median difference: how well the
+direct measurement agrees with itself on this host, the ceiling of any predictor's tau.
 """
 
 from __future__ import annotations
@@ -46,8 +49,8 @@ from search.study.tables import space_configs  # noqa: E402
 SMALL, LARGE, PROXY = (3, 128, 128), (5, 256, 256), (3, 64, 64)
 
 
-def measure(cfg: VRTSpikeConfig, shape: tuple[int, int, int], repeats: int) -> float:
-    """Median ms of the whole network's forward at ``shape`` (warm-up 1)."""
+def measure(cfg: VRTSpikeConfig, shape: tuple[int, int, int], repeats: int) -> list[float]:
+    """The timed forwards (ms) of the whole network at ``shape`` (after a warm-up of 1)."""
     t, h, w = shape
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
@@ -57,7 +60,7 @@ def measure(cfg: VRTSpikeConfig, shape: tuple[int, int, int], repeats: int) -> f
     lat = measure_latency(model, rgb, spike, amp=config_amp(cfg, "cpu"), warmup=1,
                           repeats=repeats, max_attempts=1, profile_runs=0,
                           measure_memory=False)  # fmt: skip
-    return lat.median_ms
+    return list(lat.samples_ms)
 
 
 def describe(cfg: VRTSpikeConfig) -> str:
@@ -72,29 +75,46 @@ def run_target(
     shape: tuple[int, int, int],
     args: argparse.Namespace,
     repeats: int,
+    passes: int,
 ) -> list[dict[str, Any]]:
-    """Predict, measure (and at the small target, time the old proxy) every config."""
+    """Predict every config, then measure them all directly in ``passes`` passes (alternate
+    passes in reverse order, so that drift of the host hits the configs differently); at the
+    small target also time the old proxy. A config's measured latency is the median of all its
+    timed forwards; each pass's median is kept for the repeatability check."""
     rows = []
-    cpu = get_budget("cpu")
     for i, cfg in enumerate(configs):
         t0 = time.perf_counter()
         pred = predict_latency(cfg, shape, "cpu", folder=args.tables)
-        t_pred = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        meas = measure(cfg, shape, repeats)
-        t_meas = time.perf_counter() - t0
-        row = {"config": i, "desc": describe(cfg), "shape": format_shape(shape),
-               "predicted_ms": pred.median_ms, "measured_ms": meas,
-               "error": pred.median_ms / meas - 1, "predict_s": t_pred, "measure_s": t_meas,
-               "parts_measured": pred.measured_parts}  # fmt: skip
+        rows.append({"config": i, "desc": describe(cfg), "shape": format_shape(shape),
+                     "predicted_ms": pred.median_ms, "predict_s": time.perf_counter() - t0,
+                     "parts_measured": pred.measured_parts, "samples_ms": [], "pass_ms": [],
+                     "measure_s": 0.0})  # fmt: skip
+        print(f"{format_shape(shape)} #{i:<2} {rows[-1]['desc']:<32} predicted "
+              f"{pred.median_ms:9.0f} (table {rows[-1]['predict_s']:5.0f} s, "
+              f"{pred.measured_parts} parts new)", flush=True)  # fmt: skip
+    for p in range(passes):
+        order = range(len(configs)) if p % 2 == 0 else reversed(range(len(configs)))
+        for i in order:
+            row = rows[i]
+            t0 = time.perf_counter()
+            samples = measure(configs[i], shape, repeats)
+            row["measure_s"] += time.perf_counter() - t0
+            row["samples_ms"] += samples
+            row["pass_ms"].append(statistics.median(samples))
+            print(f"{format_shape(shape)} #{i:<2} pass {p + 1}: measured {row['pass_ms'][-1]:9.0f}"
+                  f" ({', '.join(f'{v:.0f}' for v in samples)})", flush=True)  # fmt: skip
+    cpu = get_budget("cpu")
+    for i, row in enumerate(rows):
+        row["measured_ms"] = statistics.median(row["samples_ms"])
+        row["error"] = row["predicted_ms"] / row["measured_ms"] - 1
         if shape == SMALL:
-            row["proxy_ms"] = measure(apply_budget(cfg, cpu), PROXY, repeats)
-        rows.append(row)
+            row["proxy_ms"] = statistics.median(
+                measure(apply_budget(configs[i], cpu), PROXY, repeats)
+            )
         proxy = f" proxy {row['proxy_ms']:8.0f}" if "proxy_ms" in row else ""
-        print(f"{format_shape(shape)} #{i:<2} {row['desc']:<32} predicted {pred.median_ms:9.0f} "
-              f"measured {meas:9.0f} error {100 * row['error']:+6.1f} %{proxy}  "
-              f"(table {t_pred:5.0f} s, {pred.measured_parts} parts new; direct {t_meas:5.0f} s)",
-              flush=True)  # fmt: skip
+        print(f"{format_shape(shape)} #{i:<2} {row['desc']:<32} predicted "
+              f"{row['predicted_ms']:9.0f} measured {row['measured_ms']:9.0f} error "
+              f"{100 * row['error']:+6.1f} %{proxy}", flush=True)  # fmt: skip
     return rows
 
 
@@ -110,6 +130,12 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "table_s": sum(r["predict_s"] for r in rows),
         "direct_s": sum(r["measure_s"] for r in rows),
     }
+    if all(len(r["pass_ms"]) >= 2 for r in rows):  # the direct measurement's own repeatability
+        first, second = ([r["pass_ms"][k] for r in rows] for k in (0, 1))
+        out["tau_direct_passes"] = kendall_tau(first, second)
+        out["median_pass_difference"] = statistics.median(
+            abs(a / b - 1) for a, b in zip(first, second, strict=True)
+        )
     if all("proxy_ms" in r for r in rows):
         out["tau_proxy"] = kendall_tau([r["proxy_ms"] for r in rows], meas)
     return out
@@ -121,6 +147,14 @@ def main() -> None:
     p.add_argument("--large", type=int, default=4, help="configs also run at 5x256x256")
     p.add_argument("--repeats", type=int, default=3, help="timed forwards per direct run")
     p.add_argument("--large-repeats", type=int, default=2, help="the same at 5x256x256")
+    p.add_argument(
+        "--passes",
+        type=int,
+        default=2,
+        help="direct passes over the configs at "
+        "3x128x128 (2 or more: their tau is the measurement's own ceiling)",
+    )
+    p.add_argument("--large-passes", type=int, default=1, help="the same at 5x256x256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tables", type=Path, default=None, help="default: studies/latency_tables")
     p.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
@@ -130,11 +164,15 @@ def main() -> None:
     configs = configs[: args.configs]
     print(f"{len(configs)} configs, torch {torch.__version__}, {torch.get_num_threads()} threads",
           flush=True)  # fmt: skip
-    small = run_target(configs, SMALL, args, args.repeats)
-    large = run_target(configs[: args.large], LARGE, args, args.large_repeats) if args.large else []
+    small = run_target(configs, SMALL, args, args.repeats, args.passes)
+    large = (run_target(configs[: args.large], LARGE, args, args.large_repeats, args.large_passes)
+             if args.large else [])  # fmt: skip
     summaries = [summarise(small)] + ([summarise(large)] if large else [])
     for s in summaries:
         proxy = f", old proxy tau {s['tau_proxy']:.2f}" if "tau_proxy" in s else ""
+        if "tau_direct_passes" in s:
+            proxy += (f"; direct pass 1 vs pass 2: tau {s['tau_direct_passes']:.2f}, median "
+                      f"|difference| {100 * s['median_pass_difference']:.1f} %")  # fmt: skip
         print(f"{s['shape']}: {s['configs']} configs, predicted vs measured Kendall tau "
               f"{s['tau_predicted']:.2f}{proxy}; |error| median {100 * s['median_abs_error']:.1f} "
               f"%, worst {100 * s['worst_abs_error']:.1f} %; table filling {s['table_s']:.0f} s, "
