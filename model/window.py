@@ -9,6 +9,7 @@ used, so a clamped spatial window stays exact instead of slicing the full-window
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from typing import NamedTuple
 
@@ -187,21 +188,17 @@ def _edge_windows(size: Window, window: Window, shift: Window) -> torch.Tensor:
 
 
 @_device_cached
-def _edge_pattern_numbers(size: Window, window: Window, shift: Window) -> torch.Tensor:
-    return _edge_groups(size, window, shift)[1]
-
-
-@_device_cached
 def _edge_patterns(size: Window, window: Window, shift: Window) -> torch.Tensor:
     return _edge_groups(size, window, shift)[2]
 
 
 @functools.lru_cache(maxsize=256)
 def _pattern_bounds(size: Window, window: Window, shift: Window) -> tuple[tuple[int, int], ...]:
-    """Per pattern, the slice of :func:`_edge_windows` that has it."""
-    counts = _edge_pattern_numbers(size, window, shift).bincount().tolist()
-    starts = [sum(counts[:i]) for i in range(len(counts))]
-    return tuple((a, a + n) for a, n in zip(starts, counts, strict=True))
+    """Per pattern, the slice of :func:`_edge_windows` that has it (plain ints: no tensor of
+    this call outlives it, so the inference-mode care of :func:`_device_cached` is not needed)."""
+    counts = _edge_groups(size, window, shift)[1].bincount().tolist()
+    stops = list(itertools.accumulate(counts))
+    return tuple((stop - n, stop) for n, stop in zip(counts, stops, strict=True))
 
 
 def edge_shift_mask(
