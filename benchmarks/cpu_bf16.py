@@ -66,9 +66,12 @@ def main() -> None:
     p.add_argument("--presets", default="baseline,scheme_a")
     p.add_argument("--shapes", default="3x128x128,5x256x256")
     p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=2, help="timed forwards (at least 2)")
     p.add_argument("--ops", type=_shape, default=None, metavar="TxHxW")
     args = p.parse_args()
+    if args.repeats < 2 or args.warmup < 0:
+        p.error(f"--repeats must be at least 2 and --warmup at least 0, got {args.repeats}, "
+                f"{args.warmup}")  # fmt: skip
     torch.set_num_threads(2)
     flags = (
         set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()
