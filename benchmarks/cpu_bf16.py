@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from model import VRTSpike, load_preset
+from search.cli import natural_int, repeat_count
 from search.measure.device import autocast, cpu_bf16_native
 from search.measure.latency import measure_latency
 
@@ -65,13 +66,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="baseline,scheme_a")
     p.add_argument("--shapes", default="3x128x128,5x256x256")
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=2, help="timed forwards (at least 2)")
+    p.add_argument("--warmup", type=natural_int, default=1)
+    p.add_argument("--repeats", type=repeat_count, default=2, help="timed forwards (at least 2)")
     p.add_argument("--ops", type=_shape, default=None, metavar="TxHxW")
     args = p.parse_args()
-    if args.repeats < 2 or args.warmup < 0:
-        p.error(f"--repeats must be at least 2 and --warmup at least 0, got {args.repeats}, "
-                f"{args.warmup}")  # fmt: skip
     torch.set_num_threads(2)
     flags = (
         set(Path("/proc/cpuinfo").read_text().split()) if Path("/proc/cpuinfo").exists() else set()

@@ -37,6 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model import VRTSpike, VRTSpikeConfig  # noqa: E402
+from search.cli import repeat_count  # noqa: E402
 from search.measure.budgets import apply_budget, get_budget  # noqa: E402
 from search.measure.device import amp_name, config_amp  # noqa: E402
 from search.measure.latency import measure_latency  # noqa: E402
@@ -145,8 +146,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", type=int, default=12, help="references + random (>= 3)")
     p.add_argument("--large", type=int, default=4, help="configs also run at 5x256x256")
-    p.add_argument("--repeats", type=int, default=3, help="timed forwards per direct run")
-    p.add_argument("--large-repeats", type=int, default=2, help="the same at 5x256x256")
+    p.add_argument("--repeats", type=repeat_count, default=3, help="timed forwards per direct run")
+    p.add_argument("--large-repeats", type=repeat_count, default=2, help="the same at 5x256x256")
     p.add_argument(
         "--passes",
         type=int,

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 
 __all__ = ["OneLineParser", "fail", "natural_int", "port", "positive_float", "positive_int"]
-__all__ += ["step_printer"]
+__all__ += ["repeat_count", "step_printer"]
 
 
 def fail(message: str) -> int:
@@ -44,6 +44,7 @@ def _number(cast: type, low: float, strict: bool) -> Callable[[str], float]:
 positive_int = _number(int, 1, False)
 natural_int = _number(int, 0, False)
 positive_float = _number(float, 0, True)
+repeat_count = _number(int, 2, False)  # timed runs of a latency: a median needs at least 2
 
 
 def port(text: str) -> int:
