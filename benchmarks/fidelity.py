@@ -43,6 +43,7 @@ from typing import Any
 import torch
 
 from model import VRTSpike, VRTSpikeConfig
+from search.cli import step_printer
 from search.measure.budgets import Budget, apply_budget, get_budget
 from search.measure.device import config_amp, device_name, model_code_digest
 from search.measure.train import evaluate, train_model
@@ -96,9 +97,12 @@ def _merge(path: Path, key: str, value: dict) -> dict[str, dict]:
     return results
 
 
-def _scratch(cfg: VRTSpikeConfig, budget: Budget, data: Any, steps: int, seed: int) -> dict:
+def _scratch(
+    cfg: VRTSpikeConfig, budget: Budget, data: Any, steps: int, seed: int, progress: Any = None
+) -> dict:
     start = time.perf_counter()
-    r = train_model(apply_budget(cfg, budget), budget, data, device="cpu", seed=seed, steps=steps)
+    cfg = apply_budget(cfg, budget)
+    r = train_model(cfg, budget, data, device="cpu", seed=seed, steps=steps, progress=progress)
     return {"gain_db": r.result.psnr_gain_db, "seconds": time.perf_counter() - start}
 
 
@@ -150,13 +154,20 @@ class _Parent:
         return self.parent
 
 
+def _key(sig: str, config_key: str, args: argparse.Namespace, budget: Budget) -> str:
+    """A result's name: a truth's names its steps, so truths of two ``--truth-scale`` coexist."""
+    if sig.startswith("truth"):
+        sig = f"{sig}@{args.truth_scale * budget.steps}"
+    return f"{sig}/{config_key}"
+
+
 def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict) -> dict:
     budget = get_budget(args.budget)
     data = load_data("synthetic", budget, seed=0)
     parent = _Parent(args, budget, data)
     made = _provenance()
     for sig, i in _jobs(args, len(configs)):
-        key = f"{sig}/{accuracy_key(apply_budget(configs[i], budget))}"
+        key = _key(sig, accuracy_key(apply_budget(configs[i], budget)), args, budget)
         if key in results:
             continue
         cfg = configs[i]
@@ -164,7 +175,9 @@ def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict)
             out = _scratch(cfg, budget, data, budget.steps, seed=0)
         elif sig.startswith("truth"):
             steps = args.truth_scale * budget.steps
-            out = _scratch(cfg, budget, data, steps, seed=int(sig.removeprefix("truth")))
+            seed = int(sig.removeprefix("truth"))
+            show = step_printer("truth", f"{sig} config {i}: ")
+            out = _scratch(cfg, budget, data, steps, seed, show)
         else:
             out = _inherited(cfg, budget, data, parent.get(), tune=sig == "finetuned")
         results = _merge(args.out, key, {**out, **made})
@@ -176,7 +189,7 @@ def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict)
 def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     budget = get_budget(args.budget)
     keys = [accuracy_key(apply_budget(c, budget)) for c in configs]
-    seeds = [f"truth{s}" for s in args.truth_seeds]
+    seeds = [_key(f"truth{s}", "", args, budget).rstrip("/") for s in args.truth_seeds]
     done = [k for k in keys if all(f"{s}/{k}" in results for s in seeds)]
     steps = args.truth_scale * budget.steps
     made = {(r["commit"], r["model_code"], r["torch"], r["cpu"], r["threads"])
