@@ -26,14 +26,14 @@ from pathlib import Path
 import torch
 
 from model import VRTSpike, load_preset
+from search.arguments import shape_arg
 from search.cli import natural_int, repeat_count
 from search.measure.device import autocast, cpu_bf16_native
 from search.measure.latency import measure_latency
 
 
-def _shape(text: str) -> tuple[int, int, int]:
-    t, h, w = (int(v) for v in text.lower().split("x"))
-    return t, h, w
+def _shapes(text: str) -> list[tuple[int, int, int]]:
+    return [shape_arg(t) for t in text.split(",")]
 
 
 def _inputs(model: VRTSpike, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -65,10 +65,10 @@ def main() -> None:
     """Parse the options and time each preset and shape in both precisions."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", default="baseline,scheme_a")
-    p.add_argument("--shapes", default="3x128x128,5x256x256")
+    p.add_argument("--shapes", type=_shapes, default="3x128x128,5x256x256", metavar="TxHxW,...")
     p.add_argument("--warmup", type=natural_int, default=1)
     p.add_argument("--repeats", type=repeat_count, default=2, help="timed forwards (at least 2)")
-    p.add_argument("--ops", type=_shape, default=None, metavar="TxHxW")
+    p.add_argument("--ops", type=shape_arg, default=None, metavar="TxHxW")
     args = p.parse_args()
     torch.set_num_threads(2)
     flags = (
@@ -81,8 +81,8 @@ def main() -> None:
     if args.ops is not None:
         _ops(next(iter(models.values())), args.ops)
     print(f"\ndeployment forward, median of {args.repeats} after {args.warmup} warm-up:")
-    for text in args.shapes.split(","):
-        shape = _shape(text)
+    for shape in args.shapes:
+        text = "x".join(map(str, shape))
         for name, model in models.items():
             fp32 = _forward_ms(model, shape, None, args)
             bf16 = _forward_ms(model, shape, torch.bfloat16, args)

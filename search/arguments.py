@@ -15,7 +15,7 @@ from search.report.pareto import POLICIES
 from search.study.promote import ETA
 from search.study.runner import SAMPLERS
 
-__all__ = ["VERBOSE", "build_parser"]
+__all__ = ["VERBOSE", "build_parser", "shape_arg"]
 
 VERBOSE = ("-v", "--verbose")
 
@@ -24,7 +24,8 @@ def _workers(text: str) -> int | str:
     return text if text == "gpus" else int(positive_int(text))
 
 
-def _shape(text: str) -> tuple[int, int, int]:
+def shape_arg(text: str) -> tuple[int, int, int]:
+    """An argparse type: an input shape ``TxHxW`` (:func:`~search.measure.target.parse_shape`)."""
     try:
         return parse_shape(text)
     except VRTSpikeError as e:
@@ -35,7 +36,7 @@ def _target_options(add: Callable[..., object]) -> None:
     """``--budget`` and ``--latency-shape``, shared by ``run`` and ``latency-table``."""
     add("--budget", choices=sorted(BUDGETS), help="default: gpu with CUDA, else cpu")
     defaults = ", ".join(f"{n} {format_shape(b.latency_shape)}" for n, b in BUDGETS.items())
-    add("--latency-shape", type=_shape, metavar="TxHxW",
+    add("--latency-shape", type=shape_arg, metavar="TxHxW",
         help=f"input the latency is taken at (default: the budget's: {defaults})")  # fmt: skip
     add("--device", default="auto", help="auto, cpu, cuda or cuda:K")
 
