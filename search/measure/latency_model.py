@@ -234,15 +234,13 @@ class LatencyTable:
 # ---- timing ------------------------------------------------------------------------------------
 
 
-def _warm_timer(
-    run: Callable[[], object], device: torch.device
-) -> tuple[Callable[[], float], float]:
-    """A timer of ``run`` (:func:`call_timer`) after one untimed call, and a first timed call's
-    ms. On the CPU glibc malloc is tuned first, as for a direct measurement."""
+def _warm_up(run: Callable[[], object], device: torch.device) -> tuple[Callable[[], float], float]:
+    """A timer of ``run`` (:func:`call_timer`) and the ms of its first, warm-up call (cold
+    caches and allocations: an upper bound, kept out of every median). On the CPU glibc malloc
+    is tuned first, as for a direct measurement."""
     if device.type == "cpu":
         tune_malloc()
     once = call_timer(run, device)
-    once()
     return once, once()
 
 
@@ -253,7 +251,8 @@ def _runs(first_ms: float, most: int) -> int:
 
 def _time_ms(run: Callable[[], object], device: torch.device) -> float:
     """Median ms of ``run`` after one untimed call; about :data:`_TARGET_MS` of timed calls."""
-    once, first = _warm_timer(run, device)
+    once, _ = _warm_up(run, device)
+    first = once()
     return summarize_samples([first, *(once() for _ in range(_runs(first, 9)))]).median_ms
 
 
@@ -422,8 +421,8 @@ def _skeleton_probe(cfg: VRTSpikeConfig, where: _Where, shape: tuple[int, int, i
         rgb = where.randn(1, t, 3, h, w).uniform_()
         spike = where.randn(1, t, cfg.data.num_voxel_bins, h, w).uniform_()
         with deploy_mode(model, where.device, where.amp):
-            _, first = _warm_timer(lambda: model(rgb, spike), where.device)
-            parts, _ = profile_parts(model, rgb, spike, runs=max(2, _runs(first, 10)))
+            _, warm = _warm_up(lambda: model(rgb, spike), where.device)  # sizes the profile
+            parts, _ = profile_parts(model, rgb, spike, runs=max(2, _runs(warm, 10)))
         return {key: parts[label] for label, key in keys.items()}
 
     return Probe(keys=tuple(keys.values()), what="skeleton: " + ", ".join(keys), run=run)
