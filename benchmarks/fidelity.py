@@ -3,21 +3,24 @@
 Usage::
 
     python -u benchmarks/fidelity.py [--space conservative] [--budget cpu] [--configs 12]
-        [--truth-scale 20] [--truth-seeds 0,1] [--signals scratch,inherited,finetuned,truth]
-        [--shard K/N] [--out benchmarks/results/fidelity-conservative-cpu.json] [--report-only]
+        [--truth-scale 50] [--truth-seeds 0,1] [--signals scratch,inherited,finetuned,truth]
+        [--device cpu] [--shard K/N] [--out benchmarks/results/fidelity-conservative-cpu.json]
+        [--report-only]
 
 Candidates: the space's reference configurations, then random ones (``--sample-seed``), distinct
 by accuracy key, at the budget's training widths (the parent's, which are the budget's). For each:
 
-- **truth**: trained on its own from scratch for ``--truth-scale`` times the budget's steps, once
-  per truth seed; the truth is the mean over the seeds, and the seeds' tau against each other is
-  the ceiling a signal can reach;
+- **truth**: trained on its own from scratch for ``--truth-scale`` times the budget's steps (50:
+  1500 on ``cpu``; at 20x, 600 steps, a network has not started to use the spikes), once per
+  truth seed; the truth is the mean over the seeds, and the seeds' tau against each other is
+  the ceiling a signal can reach (a truth's results are named by its steps, ``truth0@1500/...``,
+  so truths of two scales coexist in one file);
 - **(a) scratch**: the budget's steps from the trial's own initialisation (``--from-scratch``);
 - **(b) inherited**: the weights from the space's elastic parent, no training;
 - **(c) inherited + fine-tuned**: (b), then the budget's steps (what a study trial does now).
 
 Every result is merged into ``--out`` as soon as it exists (under a host lock, so several
-processes may share the file), with what produced it (torch, model code, commit, CPU, threads);
+processes may share the file), with what produced it (torch, model code, commit, device, threads);
 a rerun skips what is there. The truth takes hours on 2 CPU cores, longer than one sitting: the
 results file is kept in the repository, so a later run on another machine resumes it. ``--shard
 K/N`` runs every N-th job from the K-th, so that N one-thread processes share the jobs (on 2
@@ -25,7 +28,8 @@ cores two one-thread processes train 1.7x more steps an hour than one two-thread
 times of the cheap signals are only comparable from a run alone). The parent is built (or loaded)
 only when a job needs it. The report (Kendall tau and Spearman rho against the truth, top-3
 overlap, wall time per signal with the parent's build shared over a 50-trial study) covers the
-configurations whose truth is complete.
+configurations whose truth is complete. ``--device cuda`` trains there instead (the budget, and
+so what is trained, stays the same; each result records the device it was made on).
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from typing import Any
 import torch
 
 from model import VRTSpike, VRTSpikeConfig
-from search.cli import step_printer
+from search.cli import positive_int, step_printer
 from search.measure.budgets import Budget, apply_budget, get_budget
 from search.measure.device import config_amp, device_name, model_code_digest
 from search.measure.train import evaluate, train_model
@@ -69,7 +73,7 @@ def _candidates(space_name: str, budget: Budget, n: int, seed: int) -> list[VRTS
     return list(out.values())
 
 
-def _provenance() -> dict[str, Any]:
+def _provenance(device: str) -> dict[str, Any]:
     """What produced a result: a later run on another machine may add to the same file."""
     try:
         commit = subprocess.run(
@@ -81,7 +85,7 @@ def _provenance() -> dict[str, Any]:
         "torch": torch.__version__,
         "model_code": model_code_digest(),
         "commit": commit,
-        "cpu": device_name("cpu"),
+        "device": device_name(device),
         "threads": torch.get_num_threads(),
     }
 
@@ -98,25 +102,28 @@ def _merge(path: Path, key: str, value: dict) -> dict[str, dict]:
 
 
 def _scratch(
-    cfg: VRTSpikeConfig, budget: Budget, data: Any, steps: int, seed: int, progress: Any = None
-) -> dict:
+    cfg: VRTSpikeConfig, budget: Budget, data: Any, device: str, steps: int, seed: int,
+    progress: Any = None,
+) -> dict:  # fmt: skip
     start = time.perf_counter()
     cfg = apply_budget(cfg, budget)
-    r = train_model(cfg, budget, data, device="cpu", seed=seed, steps=steps, progress=progress)
+    r = train_model(cfg, budget, data, device=device, seed=seed, steps=steps, progress=progress)
     return {"gain_db": r.result.psnr_gain_db, "seconds": time.perf_counter() - start}
 
 
-def _inherited(cfg: VRTSpikeConfig, budget: Budget, data: Any, parent: Parent, tune: bool) -> dict:
+def _inherited(
+    cfg: VRTSpikeConfig, budget: Budget, data: Any, device: str, parent: Parent, tune: bool
+) -> dict:
     start = time.perf_counter()
     child = parent.child_config(cfg, budget)
     state = parent.child_state(child, seed=0)
     if tune:
-        r = train_model(child, budget, data, device="cpu", seed=0, init_state=state).result
+        r = train_model(child, budget, data, device=device, seed=0, init_state=state).result
         return {"gain_db": r.psnr_gain_db, "seconds": time.perf_counter() - start}
-    model = VRTSpike(child)
+    model = VRTSpike(child).to(device)
     model.load_state_dict(state)
-    amp = config_amp(child, "cpu")  # as a trial evaluates it
-    scores, _ = evaluate(model, data.val, device="cpu", amp=amp, num_clips=budget.num_val_clips)
+    amp = config_amp(child, device)  # as a trial evaluates it
+    scores, _ = evaluate(model, data.val, device=device, amp=amp, num_clips=budget.num_val_clips)
     gain = scores["psnr_db"] - scores["input_psnr_db"]
     return {"gain_db": gain, "seconds": time.perf_counter() - start}
 
@@ -143,7 +150,12 @@ class _Parent:
         if self.parent is None:
             space = load_space(self._args.space)
             self.parent, _ = ensure_parent(
-                space, self._budget, self._data, device="cpu", seed=0, data_name="synthetic"
+                space,
+                self._budget,
+                self._data,
+                device=self._args.device,
+                seed=0,
+                data_name="synthetic",
             )
             info = {
                 "file": self.parent.path.name,
@@ -165,21 +177,21 @@ def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict)
     budget = get_budget(args.budget)
     data = load_data("synthetic", budget, seed=0)
     parent = _Parent(args, budget, data)
-    made = _provenance()
+    made = _provenance(args.device)
     for sig, i in _jobs(args, len(configs)):
         key = _key(sig, accuracy_key(apply_budget(configs[i], budget)), args, budget)
         if key in results:
             continue
         cfg = configs[i]
         if sig == "scratch":
-            out = _scratch(cfg, budget, data, budget.steps, seed=0)
+            out = _scratch(cfg, budget, data, args.device, budget.steps, seed=0)
         elif sig.startswith("truth"):
             steps = args.truth_scale * budget.steps
             seed = int(sig.removeprefix("truth"))
             show = step_printer("truth", f"{sig} config {i}: ")
-            out = _scratch(cfg, budget, data, steps, seed, show)
+            out = _scratch(cfg, budget, data, args.device, steps, seed, show)
         else:
-            out = _inherited(cfg, budget, data, parent.get(), tune=sig == "finetuned")
+            out = _inherited(cfg, budget, data, args.device, parent.get(), sig == "finetuned")
         results = _merge(args.out, key, {**out, **made})
         print(f"{sig:>9} config {i:2d}: {out['gain_db']:+.3f} dB ({out['seconds']:.0f} s)",
               flush=True)  # fmt: skip
@@ -192,11 +204,11 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     seeds = [_key(f"truth{s}", "", args, budget).rstrip("/") for s in args.truth_seeds]
     done = [k for k in keys if all(f"{s}/{k}" in results for s in seeds)]
     steps = args.truth_scale * budget.steps
-    made = {(r["commit"], r["model_code"], r["torch"], r["cpu"], r["threads"])
+    made = {(r["commit"], r["model_code"], r["torch"], r["device"], r["threads"])
             for n, r in results.items() if n != "parent"}  # fmt: skip
     print(f"\n{len(done)} of {len(configs)} configurations have their truth "
           f"({steps} steps from scratch, seeds {args.truth_seeds}); results made by "
-          f"(commit, model code, torch, cpu, threads): {sorted(made)}")  # fmt: skip
+          f"(commit, model code, torch, device, threads): {sorted(made)}")  # fmt: skip
     if len(done) < 3:
         return
     truth = [statistics.mean(results[f"{s}/{k}"]["gain_db"] for s in seeds) for k in done]
@@ -244,9 +256,12 @@ def main() -> None:
     p.add_argument("--budget", default="cpu")
     p.add_argument("--configs", type=int, default=12)
     p.add_argument("--sample-seed", type=int, default=0)
-    p.add_argument("--truth-scale", type=int, default=20)
+    p.add_argument(
+        "--truth-scale", type=positive_int, default=50, help="truth steps / budget steps"
+    )
     p.add_argument("--truth-seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1])
     p.add_argument("--signals", type=_signals, default=list(SIGNALS))
+    p.add_argument("--device", default="cpu", help="where to train (cpu, cuda, cuda:1, ...)")
     p.add_argument("--shard", type=_shard, default=(0, 1), help="run every N-th job from the K-th")
     p.add_argument("--out", type=Path, help="default benchmarks/results/fidelity-SPACE-BUDGET.json")
     p.add_argument("--report-only", action="store_true", help="print the report, run nothing")
