@@ -30,6 +30,7 @@ from search.arguments import shape_arg
 from search.cli import natural_int, repeat_count
 from search.measure.device import autocast, cpu_bf16_native
 from search.measure.latency import measure_latency
+from search.measure.target import format_shape
 
 
 def _shapes(text: str) -> list[tuple[int, int, int]]:
@@ -57,7 +58,7 @@ def _ops(model: VRTSpike, shape: tuple[int, int, int]) -> None:
         model.eval()(rgb, spike)
         with torch.profiler.profile() as prof:
             model(rgb, spike)
-    print(f"\none bf16 forward at {'x'.join(map(str, shape))}, operators by self time:")
+    print(f"\none bf16 forward at {format_shape(shape)}, operators by self time:")
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=10))
 
 
@@ -82,7 +83,7 @@ def main() -> None:
         _ops(next(iter(models.values())), args.ops)
     print(f"\ndeployment forward, median of {args.repeats} after {args.warmup} warm-up:")
     for shape in args.shapes:
-        text = "x".join(map(str, shape))
+        text = format_shape(shape)
         for name, model in models.items():
             fp32 = _forward_ms(model, shape, None, args)
             bf16 = _forward_ms(model, shape, torch.bfloat16, args)

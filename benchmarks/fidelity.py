@@ -50,7 +50,7 @@ from model import VRTSpike, VRTSpikeConfig
 from search.cli import positive_int, step_printer
 from search.measure.budgets import Budget, apply_budget, get_budget
 from search.measure.device import config_amp, device_name, model_code_digest
-from search.measure.train import evaluate, train_model
+from search.measure.train import StepProgress, evaluate, train_model
 from search.report.ranks import kendall_tau, spearman_rho, top_overlap
 from search.study.locks import host_lock
 from search.study.objective import accuracy_key
@@ -103,7 +103,7 @@ def _merge(path: Path, key: str, value: dict) -> dict[str, dict]:
 
 def _scratch(
     cfg: VRTSpikeConfig, budget: Budget, data: Any, device: str, steps: int, seed: int,
-    progress: Any = None,
+    progress: StepProgress | None = None,
 ) -> dict:  # fmt: skip
     start = time.perf_counter()
     cfg = apply_budget(cfg, budget)
@@ -166,11 +166,14 @@ class _Parent:
         return self.parent
 
 
-def _key(sig: str, config_key: str, args: argparse.Namespace, budget: Budget) -> str:
-    """A result's name: a truth's names its steps, so truths of two ``--truth-scale`` coexist."""
-    if sig.startswith("truth"):
-        sig = f"{sig}@{args.truth_scale * budget.steps}"
-    return f"{sig}/{config_key}"
+def _truth_steps(args: argparse.Namespace, budget: Budget) -> int:
+    return args.truth_scale * budget.steps
+
+
+def _signal_name(sig: str, args: argparse.Namespace, budget: Budget) -> str:
+    """The prefix of a signal's results: a truth's names its steps (``truth0@1500``), so truths
+    of two ``--truth-scale`` coexist in one file."""
+    return f"{sig}@{_truth_steps(args, budget)}" if sig.startswith("truth") else sig
 
 
 def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict) -> dict:
@@ -179,17 +182,16 @@ def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict)
     parent = _Parent(args, budget, data)
     made = _provenance(args.device)
     for sig, i in _jobs(args, len(configs)):
-        key = _key(sig, accuracy_key(apply_budget(configs[i], budget)), args, budget)
+        key = f"{_signal_name(sig, args, budget)}/{accuracy_key(apply_budget(configs[i], budget))}"
         if key in results:
             continue
         cfg = configs[i]
         if sig == "scratch":
             out = _scratch(cfg, budget, data, args.device, budget.steps, seed=0)
         elif sig.startswith("truth"):
-            steps = args.truth_scale * budget.steps
             seed = int(sig.removeprefix("truth"))
             show = step_printer("truth", f"{sig} config {i}: ")
-            out = _scratch(cfg, budget, data, args.device, steps, seed, show)
+            out = _scratch(cfg, budget, data, args.device, _truth_steps(args, budget), seed, show)
         else:
             out = _inherited(cfg, budget, data, args.device, parent.get(), sig == "finetuned")
         results = _merge(args.out, key, {**out, **made})
@@ -201,9 +203,9 @@ def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict)
 def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     budget = get_budget(args.budget)
     keys = [accuracy_key(apply_budget(c, budget)) for c in configs]
-    seeds = [_key(f"truth{s}", "", args, budget).rstrip("/") for s in args.truth_seeds]
+    seeds = [_signal_name(f"truth{s}", args, budget) for s in args.truth_seeds]
     done = [k for k in keys if all(f"{s}/{k}" in results for s in seeds)]
-    steps = args.truth_scale * budget.steps
+    steps = _truth_steps(args, budget)
     made = {(r["commit"], r["model_code"], r["torch"], r["device"], r["threads"])
             for n, r in results.items() if n != "parent"}  # fmt: skip
     print(f"\n{len(done)} of {len(configs)} configurations have their truth "
