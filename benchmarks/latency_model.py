@@ -8,18 +8,27 @@ Usage (alone on the machine; it times for about an hour on 2 CPU cores):
 Configurations: the guide's baseline, scheme A and scheme B, then random samples of the
 ``aggressive`` space (fixed seed), each at full widths with its own AMP. For each one at the small
 target (3x128x128) it prints the latency predicted from the parts table
-(:mod:`search.measure.latency_model`), the latency of the whole network measured directly
-(``--passes`` passes over all configs, each a warm-up of 1 and ``--repeats`` forwards; the
-median of all of a config's forwards), and the latency the ``cpu`` budget's training proxy gave
-before latency targets existed (quarter widths, 8 spike bins, 3x64x64). The first ``--large``
-configurations are also predicted and measured at the deployment target (5x256x256;
-``--large-passes`` passes of ``--large-repeats`` forwards).
+(:mod:`search.measure.latency_model`), the latency of the whole network measured directly, and
+the latency the ``cpu`` budget's training proxy gave before latency targets existed (quarter
+widths, 8 spike bins, 3x64x64). The first ``--large`` configurations are also predicted and
+measured at the deployment target (5x256x256).
 
-Printed per target: Kendall tau of predicted vs measured and of the old proxy vs measured, the
-median and worst absolute error of the prediction, and the seconds spent filling the tables
-(parts measured for the first time) and measuring directly. With two passes or more, also the
-tau of the first pass's medians against the second's and their median difference: how well the
-direct measurement agrees with itself on this host, the ceiling of any predictor's tau.
+The direct measurement is built against this host's drift (its speed wanders by 10-20 % within
+an hour). Every network is built once; ``--passes`` passes visit them in turn (alternate passes
+in reverse order), a visit being one untimed and ``--repeats`` timed forwards. A fixed canary
+workload (one TMSA pair, 3x64x128 tokens of 96 channels, fp32) is timed before and after every
+visit, and each visit's forwards are also given *canary-normalised*: scaled by the run's median
+canary over the visit's own. A config's latency is the median of its forwards, raw and
+normalised.
+
+Printed per target: Kendall tau of predicted vs measured (raw and normalised) and of the old
+proxy vs measured, the median and worst absolute error of the prediction, and the seconds spent
+filling the tables (parts measured for the first time) and measuring directly. With two passes or
+more, the even passes' medians against the odd passes' (tau and median difference, raw and
+normalised): how well the direct measurement agrees with itself on this host, the ceiling of any
+predictor's tau; and the canary's range, the drift the run saw. ``--profile`` adds one profiled
+forward per network and prints, part by part, the prediction against the whole network's own
+profile: where a gap between parts and whole lies.
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +47,17 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model import VRTSpike, VRTSpikeConfig  # noqa: E402
-from search.cli import repeat_count  # noqa: E402
+from model.tmsa import TMSAGroup  # noqa: E402
+from search.cli import OneLineParser, natural_int, positive_int  # noqa: E402
 from search.measure.budgets import apply_budget, get_budget  # noqa: E402
 from search.measure.device import amp_name, config_amp  # noqa: E402
-from search.measure.latency import measure_latency  # noqa: E402
+from search.measure.latency import (  # noqa: E402
+    call_timer,
+    deploy_mode,
+    measure_latency,
+    profile_parts,
+    tune_malloc,
+)
 from search.measure.latency_model import predict_latency  # noqa: E402
 from search.measure.target import format_shape  # noqa: E402
 from search.report.ranks import kendall_tau  # noqa: E402
@@ -48,20 +65,63 @@ from search.study.space import load_space  # noqa: E402
 from search.study.tables import space_configs  # noqa: E402
 
 SMALL, LARGE, PROXY = (3, 128, 128), (5, 256, 256), (3, 64, 64)
+CPU = torch.device("cpu")
 
 
-def measure(cfg: VRTSpikeConfig, shape: tuple[int, int, int], repeats: int) -> list[float]:
-    """The timed forwards (ms) of the whole network at ``shape`` (after a warm-up of 1)."""
+def _inputs(cfg: VRTSpikeConfig, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     t, h, w = shape
     gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    model = VRTSpike(cfg)
     rgb = torch.rand(1, t, 3, h, w, generator=gen)
-    spike = torch.rand(1, t, cfg.data.num_voxel_bins, h, w, generator=gen)
-    lat = measure_latency(model, rgb, spike, amp=config_amp(cfg, "cpu"), warmup=1,
-                          repeats=repeats, max_attempts=1, profile_runs=0,
+    return rgb, torch.rand(1, t, cfg.data.num_voxel_bins, h, w, generator=gen)
+
+
+def proxy_ms(cfg: VRTSpikeConfig, repeats: int) -> float:
+    """Median forward (ms) of the ``cpu`` budget's training proxy at 3x64x64, as studies timed
+    it before latency targets existed."""
+    proxy = apply_budget(cfg, get_budget("cpu"))
+    torch.manual_seed(0)
+    lat = measure_latency(VRTSpike(proxy), *_inputs(proxy, PROXY), amp=config_amp(proxy, "cpu"),
+                          warmup=1, repeats=repeats, max_attempts=1, profile_runs=0,
                           measure_memory=False)  # fmt: skip
-    return list(lat.samples_ms)
+    return lat.median_ms
+
+
+class Whole:
+    """One config's whole network and inputs at ``shape``, built once and timed visit by visit."""
+
+    def __init__(self, cfg: VRTSpikeConfig, shape: tuple[int, int, int]) -> None:
+        torch.manual_seed(0)
+        self.model = VRTSpike(cfg)
+        self.rgb, self.spike = _inputs(cfg, shape)
+        self.amp = config_amp(cfg, "cpu")
+
+    def visit(self, repeats: int) -> list[float]:
+        """One untimed forward, then ``repeats`` timed ones (ms)."""
+        with deploy_mode(self.model, CPU, self.amp):
+            self.model(self.rgb, self.spike)
+            timer = call_timer(lambda: self.model(self.rgb, self.spike), CPU)
+            return [timer() for _ in range(repeats)]
+
+    def profile(self) -> dict[str, float]:
+        """Per-part ms of one synchronised forward (after the visits, so warm)."""
+        with deploy_mode(self.model, CPU, self.amp):
+            return profile_parts(self.model, self.rgb, self.spike, runs=1)[0]
+
+
+def canary_timer() -> Callable[[], float]:
+    """The canary: median ms of 3 forwards of a fixed fp32 TMSA pair (after one untimed)."""
+    torch.manual_seed(0)
+    group = TMSAGroup(dim=96, heads=6, window=(2, 8, 8), mutual=True, mlp_ratio=2.0,
+                      drop_path=[0.0, 0.0])  # fmt: skip
+    x = torch.randn(1, 3, 64, 128, 96, generator=torch.Generator().manual_seed(0))
+
+    def reading() -> float:
+        with deploy_mode(group, CPU, None):
+            group(x)
+            timer = call_timer(lambda: group(x), CPU)
+            return statistics.median(timer() for _ in range(3))
+
+    return reading
 
 
 def describe(cfg: VRTSpikeConfig) -> str:
@@ -77,107 +137,182 @@ def run_target(
     args: argparse.Namespace,
     repeats: int,
     passes: int,
+    canary: Callable[[], float],
 ) -> list[dict[str, Any]]:
-    """Predict every config, then measure them all directly in ``passes`` passes (alternate
-    passes in reverse order, so that drift of the host hits the configs differently); at the
-    small target also time the old proxy. A config's measured latency is the median of all its
-    timed forwards; each pass's median is kept for the repeatability check."""
+    """Predict every config (canary readings around the table filling), then measure them all
+    directly in ``passes`` interleaved passes with canary readings around every visit; at the
+    small target also time the old proxy, and with ``--profile`` profile each whole network."""
     rows = []
+    size = format_shape(shape)
+    table_canary = [canary()]
     for i, cfg in enumerate(configs):
         t0 = time.perf_counter()
         pred = predict_latency(cfg, shape, "cpu", folder=args.tables)
-        rows.append({"config": i, "desc": describe(cfg), "shape": format_shape(shape),
-                     "predicted_ms": pred.median_ms, "predict_s": time.perf_counter() - t0,
-                     "parts_measured": pred.measured_parts, "samples_ms": [], "pass_ms": [],
-                     "measure_s": 0.0})  # fmt: skip
-        print(f"{format_shape(shape)} #{i:<2} {rows[-1]['desc']:<32} predicted "
-              f"{pred.median_ms:9.0f} (table {rows[-1]['predict_s']:5.0f} s, "
-              f"{pred.measured_parts} parts new)", flush=True)  # fmt: skip
+        seconds = time.perf_counter() - t0
+        if pred.measured_parts:
+            table_canary.append(canary())
+        rows.append({"config": i, "desc": describe(cfg), "shape": size,
+                     "predicted_ms": pred.median_ms, "predicted_parts": pred.per_stage_ms,
+                     "predict_s": seconds, "parts_measured": pred.measured_parts,
+                     "visits": [], "measure_s": 0.0})  # fmt: skip
+        print(f"{size} #{i:<2} {rows[-1]['desc']:<32} predicted {pred.median_ms:9.0f} (table "
+              f"{seconds:5.0f} s, {pred.measured_parts} parts new)", flush=True)  # fmt: skip
+    wholes = [Whole(cfg, shape) for cfg in configs]
     for p in range(passes):
         order = range(len(configs)) if p % 2 == 0 else reversed(range(len(configs)))
         for i in order:
             row = rows[i]
             t0 = time.perf_counter()
-            samples = measure(configs[i], shape, repeats)
+            before = canary()
+            samples = wholes[i].visit(repeats)
+            after = canary()
             row["measure_s"] += time.perf_counter() - t0
-            row["samples_ms"] += samples
-            row["pass_ms"].append(statistics.median(samples))
-            print(f"{format_shape(shape)} #{i:<2} pass {p + 1}: measured {row['pass_ms'][-1]:9.0f}"
-                  f" ({', '.join(f'{v:.0f}' for v in samples)})", flush=True)  # fmt: skip
-    cpu = get_budget("cpu")
+            row["visits"].append({"pass": p, "samples_ms": samples, "canary_ms": [before, after]})
+            print(f"{size} #{i:<2} pass {p + 1}: {', '.join(f'{v:.0f}' for v in samples)} ms, "
+                  f"canary {before:.0f}/{after:.0f} ms", flush=True)  # fmt: skip
+    reference = statistics.median(c for r in rows for v in r["visits"] for c in v["canary_ms"])
     for i, row in enumerate(rows):
-        row["measured_ms"] = statistics.median(row["samples_ms"])
+        for v in row["visits"]:
+            factor = reference / statistics.mean(v["canary_ms"])
+            v["normalised_ms"] = [s * factor for s in v["samples_ms"]]
+        row["measured_ms"] = statistics.median(s for v in row["visits"] for s in v["samples_ms"])
+        row["normalised_ms"] = statistics.median(
+            s for v in row["visits"] for s in v["normalised_ms"]
+        )
         row["error"] = row["predicted_ms"] / row["measured_ms"] - 1
+        row["normalised_error"] = row["predicted_ms"] / row["normalised_ms"] - 1
+        row["canary_reference_ms"] = reference
+        row["table_canary_ms"] = table_canary
         if shape == SMALL:
-            row["proxy_ms"] = statistics.median(
-                measure(apply_budget(configs[i], cpu), PROXY, repeats)
-            )
+            row["proxy_ms"] = proxy_ms(configs[i], max(repeats, 2))
+        if args.profile:
+            row["whole_parts"] = wholes[i].profile()
         proxy = f" proxy {row['proxy_ms']:8.0f}" if "proxy_ms" in row else ""
-        print(f"{format_shape(shape)} #{i:<2} {row['desc']:<32} predicted "
-              f"{row['predicted_ms']:9.0f} measured {row['measured_ms']:9.0f} error "
-              f"{100 * row['error']:+6.1f} %{proxy}", flush=True)  # fmt: skip
+        print(f"{size} #{i:<2} {row['desc']:<32} predicted {row['predicted_ms']:9.0f} measured "
+              f"{row['measured_ms']:9.0f} ({100 * row['error']:+6.1f} %), normalised "
+              f"{row['normalised_ms']:9.0f} ({100 * row['normalised_error']:+6.1f} %){proxy}",
+              flush=True)  # fmt: skip
+        if "whole_parts" in row:
+            print_parts(row)
     return rows
 
 
+def print_parts(row: dict[str, Any]) -> None:
+    """The prediction against the whole network's profile, part by part (ms)."""
+    pred, whole = row["predicted_parts"], row["whole_parts"]
+    for part in dict.fromkeys([*pred, *whole]):
+        a, b = pred.get(part, 0.0), whole.get(part, 0.0)
+        ratio = f"{100 * (a / b - 1):+6.1f} %" if b > 0 else "      -"
+        print(f"    {part:<14} predicted {a:9.1f}  whole {b:9.1f}  {ratio}", flush=True)
+
+
+def _halves(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
+    """Tau and median |difference| of the configs' even-pass medians against their odd-pass ones
+    (``key``: ``samples_ms`` or ``normalised_ms``)."""
+    even, odd = (
+        [statistics.median(s for v in r["visits"] if v["pass"] % 2 == k for s in v[key])
+         for r in rows]
+        for k in (0, 1)
+    )  # fmt: skip
+    return kendall_tau(even, odd), statistics.median(
+        abs(a / b - 1) for a, b in zip(even, odd, strict=True)
+    )
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    meas = [r["measured_ms"] for r in rows]
+    pred = [r["predicted_ms"] for r in rows]
     errors = [abs(r["error"]) for r in rows]
+    normalised = [abs(r["normalised_error"]) for r in rows]
+    canaries = [c for r in rows for v in r["visits"] for c in v["canary_ms"]]
     out = {
         "shape": rows[0]["shape"],
         "configs": len(rows),
-        "tau_predicted": kendall_tau([r["predicted_ms"] for r in rows], meas),
+        "tau_predicted": kendall_tau(pred, [r["measured_ms"] for r in rows]),
         "median_abs_error": statistics.median(errors),
         "worst_abs_error": max(errors),
+        "tau_predicted_normalised": kendall_tau(pred, [r["normalised_ms"] for r in rows]),
+        "median_abs_error_normalised": statistics.median(normalised),
+        "worst_abs_error_normalised": max(normalised),
+        "canary_range": [min(canaries), max(canaries)],
+        "table_canary_ms": rows[0]["table_canary_ms"],
         "table_s": sum(r["predict_s"] for r in rows),
         "direct_s": sum(r["measure_s"] for r in rows),
     }
-    if all(len(r["pass_ms"]) >= 2 for r in rows):  # the direct measurement's own repeatability
-        first, second = ([r["pass_ms"][k] for r in rows] for k in (0, 1))
-        out["tau_direct_passes"] = kendall_tau(first, second)
-        out["median_pass_difference"] = statistics.median(
-            abs(a / b - 1) for a, b in zip(first, second, strict=True)
+    if len({v["pass"] % 2 for v in rows[0]["visits"]}) == 2:
+        out["tau_direct_halves"], out["median_halves_difference"] = _halves(rows, "samples_ms")
+        out["tau_normalised_halves"], out["median_normalised_halves_difference"] = _halves(
+            rows, "normalised_ms"
         )
     if all("proxy_ms" in r for r in rows):
-        out["tau_proxy"] = kendall_tau([r["proxy_ms"] for r in rows], meas)
+        out["tau_proxy"] = kendall_tau(
+            [r["proxy_ms"] for r in rows], [r["measured_ms"] for r in rows]
+        )
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--configs", type=int, default=12, help="references + random (>= 3)")
-    p.add_argument("--large", type=int, default=4, help="configs also run at 5x256x256")
-    p.add_argument("--repeats", type=repeat_count, default=3, help="timed forwards per direct run")
-    p.add_argument("--large-repeats", type=repeat_count, default=2, help="the same at 5x256x256")
+def report(s: dict[str, Any]) -> str:
+    """One target's summary as printed lines."""
+    lines = [
+        f"{s['shape']}: {s['configs']} configs; predicted vs measured: Kendall tau "
+        f"{s['tau_predicted']:.2f}, |error| median {100 * s['median_abs_error']:.1f} %, worst "
+        f"{100 * s['worst_abs_error']:.1f} %; vs canary-normalised: tau "
+        f"{s['tau_predicted_normalised']:.2f}, |error| median "
+        f"{100 * s['median_abs_error_normalised']:.1f} %, worst "
+        f"{100 * s['worst_abs_error_normalised']:.1f} %",
+        f"  canary {s['canary_range'][0]:.0f}-{s['canary_range'][1]:.0f} ms during the direct "
+        f"measurement, {min(s['table_canary_ms']):.0f}-{max(s['table_canary_ms']):.0f} ms while "
+        f"the tables filled; table filling {s['table_s']:.0f} s, direct measurement "
+        f"{s['direct_s']:.0f} s",
+    ]
+    if "tau_direct_halves" in s:
+        lines.append(
+            f"  direct even passes vs odd passes: tau {s['tau_direct_halves']:.2f}, median "
+            f"|difference| {100 * s['median_halves_difference']:.1f} % (normalised: tau "
+            f"{s['tau_normalised_halves']:.2f}, "
+            f"{100 * s['median_normalised_halves_difference']:.1f} %)"
+        )
+    if "tau_proxy" in s:
+        lines.append(f"  old proxy vs measured: tau {s['tau_proxy']:.2f}")
+    return "\n".join(lines)
+
+
+def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", type=positive_int, default=12, help="references + random")
+    p.add_argument("--large", type=natural_int, default=4, help="configs also run at 5x256x256")
+    p.add_argument("--repeats", type=positive_int, default=1,
+                   help="timed forwards per visit at 3x128x128")  # fmt: skip
+    p.add_argument("--large-repeats", type=positive_int, default=1, help="the same at 5x256x256")
+    p.add_argument("--passes", type=positive_int, default=4,
+                   help="interleaved passes over the configs at 3x128x128 (2 or more: the even "
+                   "passes against the odd ones are the measurement's own ceiling)")  # fmt: skip
+    p.add_argument("--large-passes", type=positive_int, default=2, help="the same at 5x256x256")
     p.add_argument(
-        "--passes",
-        type=int,
-        default=2,
-        help="direct passes over the configs at "
-        "3x128x128 (2 or more: their tau is the measurement's own ceiling)",
+        "--profile",
+        action="store_true",
+        help="compare the prediction with each whole network's profile, part by part",
     )
-    p.add_argument("--large-passes", type=int, default=1, help="the same at 5x256x256")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tables", type=Path, default=None, help="default: studies/latency_tables")
     p.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
-    args = p.parse_args()
+    return p.parse_args(argv)
+
+
+def main() -> None:
+    args = parse()
     torch.set_num_threads(2)
+    tune_malloc()
     configs = space_configs(load_space("aggressive"), samples=args.configs * 4, seed=args.seed)
     configs = configs[: args.configs]
     print(f"{len(configs)} configs, torch {torch.__version__}, {torch.get_num_threads()} threads",
           flush=True)  # fmt: skip
-    small = run_target(configs, SMALL, args, args.repeats, args.passes)
-    large = (run_target(configs[: args.large], LARGE, args, args.large_repeats, args.large_passes)
-             if args.large else [])  # fmt: skip
+    canary = canary_timer()
+    small = run_target(configs, SMALL, args, args.repeats, args.passes, canary)
+    large = (run_target(configs[: args.large], LARGE, args, args.large_repeats, args.large_passes,
+                        canary) if args.large else [])  # fmt: skip
     summaries = [summarise(small)] + ([summarise(large)] if large else [])
     for s in summaries:
-        proxy = f", old proxy tau {s['tau_proxy']:.2f}" if "tau_proxy" in s else ""
-        if "tau_direct_passes" in s:
-            proxy += (f"; direct pass 1 vs pass 2: tau {s['tau_direct_passes']:.2f}, median "
-                      f"|difference| {100 * s['median_pass_difference']:.1f} %")  # fmt: skip
-        print(f"{s['shape']}: {s['configs']} configs, predicted vs measured Kendall tau "
-              f"{s['tau_predicted']:.2f}{proxy}; |error| median {100 * s['median_abs_error']:.1f} "
-              f"%, worst {100 * s['worst_abs_error']:.1f} %; table filling {s['table_s']:.0f} s, "
-              f"direct measurement {s['direct_s']:.0f} s")  # fmt: skip
+        print(report(s), flush=True)
     if args.out:
         args.out.write_text(json.dumps({"rows": small + large, "summary": summaries}, indent=1))
 
