@@ -25,9 +25,10 @@ from pathlib import Path
 
 import torch
 
-from model import VRTSpike, load_preset
+from model import VRTSpike, VRTSpikeConfig, load_preset
+from model.errors import ConfigError
 from search.arguments import shape_arg
-from search.cli import natural_int, repeat_count
+from search.cli import OneLineParser, natural_int, repeat_count
 from search.measure.device import autocast, cpu_bf16_native
 from search.measure.latency import measure_latency
 from search.measure.target import format_shape
@@ -35,6 +36,13 @@ from search.measure.target import format_shape
 
 def _shapes(text: str) -> list[tuple[int, int, int]]:
     return [shape_arg(t) for t in text.split(",")]
+
+
+def _presets(text: str) -> dict[str, VRTSpikeConfig]:
+    try:
+        return {name: load_preset(name) for name in text.split(",")}
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _inputs(model: VRTSpike, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,8 +72,8 @@ def _ops(model: VRTSpike, shape: tuple[int, int, int]) -> None:
 
 def main() -> None:
     """Parse the options and time each preset and shape in both precisions."""
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--presets", default="baseline,scheme_a")
+    p = OneLineParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", type=_presets, default="baseline,scheme_a", metavar="NAME,...")
     p.add_argument("--shapes", type=_shapes, default="3x128x128,5x256x256", metavar="TxHxW,...")
     p.add_argument("--warmup", type=natural_int, default=1)
     p.add_argument("--repeats", type=repeat_count, default=2, help="timed forwards (at least 2)")
@@ -78,7 +86,7 @@ def main() -> None:
     isa = ", ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; CPU flags: {isa or '?'}")
     print(f"oneDNN runs bf16 natively: {cpu_bf16_native()}")
-    models = {name: VRTSpike(load_preset(name)) for name in args.presets.split(",")}
+    models = {name: VRTSpike(cfg) for name, cfg in args.presets.items()}
     if args.ops is not None:
         _ops(next(iter(models.values())), args.ops)
     print(f"\ndeployment forward, median of {args.repeats} after {args.warmup} warm-up:")

@@ -47,7 +47,7 @@ from typing import Any
 import torch
 
 from model import VRTSpike, VRTSpikeConfig
-from search.cli import positive_int, step_printer
+from search.cli import OneLineParser, natural_int, positive_int, step_printer
 from search.measure.budgets import Budget, apply_budget, get_budget
 from search.measure.device import config_amp, device_name, model_code_digest
 from search.measure.train import StepProgress, evaluate, train_model
@@ -240,28 +240,35 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
 def _shard(text: str) -> tuple[int, int]:
     k, _, n = text.partition("/")
     if not (k.isdigit() and n.isdigit() and 0 <= int(k) < int(n)):
-        raise argparse.ArgumentTypeError(f"--shard must be K/N with 0 <= K < N, not {text!r}")
+        raise argparse.ArgumentTypeError(f"must be K/N with 0 <= K < N, not {text!r}")
     return int(k), int(n)
+
+
+def _seeds(text: str) -> list[int]:
+    seeds = [int(natural_int(t)) for t in text.split(",")]
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"repeats a seed: {text!r}")
+    return seeds
 
 
 def _signals(text: str) -> list[str]:
     names = [s for s in text.split(",") if s]
     bad = [s for s in names if s not in SIGNALS]
     if bad or not names:
-        raise argparse.ArgumentTypeError(f"--signals takes names from {SIGNALS}, not {text!r}")
+        raise argparse.ArgumentTypeError(f"takes names from {SIGNALS}, not {text!r}")
     return names
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--space", default="conservative")
     p.add_argument("--budget", default="cpu")
-    p.add_argument("--configs", type=int, default=12)
-    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--configs", type=positive_int, default=12)
+    p.add_argument("--sample-seed", type=natural_int, default=0)
     p.add_argument(
         "--truth-scale", type=positive_int, default=50, help="truth steps / budget steps"
     )
-    p.add_argument("--truth-seeds", type=lambda t: [int(s) for s in t.split(",")], default=[0, 1])
+    p.add_argument("--truth-seeds", type=_seeds, default=[0, 1], help="comma-separated, e.g. 0,1")
     p.add_argument("--signals", type=_signals, default=list(SIGNALS))
     p.add_argument("--device", default="cpu", help="where to train (cpu, cuda, cuda:1, ...)")
     p.add_argument("--shard", type=_shard, default=(0, 1), help="run every N-th job from the K-th")
