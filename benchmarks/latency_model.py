@@ -1,6 +1,7 @@
 """Validation of the latency model: predicted vs directly measured deployment latency.
 
-Usage (alone on the machine; it times for about an hour on 2 CPU cores):
+Usage (alone on the machine; it times for about an hour on 2 CPU cores; ``--threads 1`` checks the
+same at one thread, where this host's forwards vary about three times less):
 
     python -u benchmarks/latency_model.py > latency_model.txt
     python -u benchmarks/latency_model.py --configs 6 --large 2   # shorter
@@ -292,7 +293,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="compare the prediction with each whole network's profile, part by part",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=positive_int, default=2,
+                   help="torch threads for every timing (a table is per thread count)")  # fmt: skip
+    p.add_argument("--seed", type=natural_int, default=0)
     p.add_argument("--tables", type=Path, default=None, help="default: studies/latency_tables")
     p.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
     return p.parse_args(argv)
@@ -300,7 +303,7 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main() -> None:
     args = parse()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     tune_malloc()
     configs = space_configs(load_space("aggressive"), samples=args.configs * 4, seed=args.seed)
     configs = configs[: args.configs]
