@@ -291,7 +291,15 @@ def test_ctrl_c_ends_the_trial_failed_exits_130_and_a_rerun_retries_it(
     url = f"sqlite:///{tmp_path / 's.db'}"
     cmd = [sys.executable, str(ROOT / "run_study.py"), "--space", SPACE, "--budget", "smoke"]
     cmd += ["--storage", url, "--study-name", "c", "--trials", "3"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # a shell starts a background job (`cmd &`) with SIGINT ignored, and a child inherits that:
+    # give the worker the default disposition, as a terminal's Ctrl-C would find it
+    proc = subprocess.Popen(
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for(lambda: bool(_running(url, "c")), 240)
     time.sleep(1.0)  # inside the objective
     proc.send_signal(signum)
