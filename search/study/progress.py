@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import optuna
 
@@ -37,6 +38,10 @@ def _notes(t: TrialRecord) -> str:
 class Progress:
     """Study callback writing one line per ended trial.
 
+    The elapsed time counts from the callback's creation, so it includes building what the
+    trials share (data set, latency table, parent); the ETA's rate counts from the start of the
+    first trial this worker sees end, so those one-off builds do not inflate it.
+
     Args:
         total: Counted trials the study should hold (all workers together).
         write: Where lines go (the CLI passes ``print``).
@@ -46,14 +51,16 @@ class Progress:
     def __init__(self, total: int, write: Callable[[str], None], tag: str = "") -> None:
         self.total, self.write, self.tag = total, write, f"w{tag} " if tag else ""
         self.start = time.perf_counter()
-        self.counted_at_start: int | None = None
+        self.first: tuple[int, datetime] | None = None  # (counted before it, its start)
 
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         counted = study_tally(study).counted
-        if self.counted_at_start is None:
-            self.counted_at_start = counted - 1
+        if self.first is None:
+            self.first = (counted - 1, trial.datetime_start or datetime.now())
+        counted_before, since = self.first
         elapsed = time.perf_counter() - self.start
-        rate = max(1, counted - self.counted_at_start) / elapsed  # all workers together
+        trials_time = max(1e-3, (datetime.now() - since).total_seconds())
+        rate = max(1, counted - counted_before) / trials_time  # all workers together
         eta = max(0, self.total - counted) / rate
         t = TrialRecord.of(trial)
         what = f"{trial.state.name.lower():8s}"
