@@ -68,6 +68,9 @@ class Budget:
         parent_steps: Sandwich steps of the space's elastic parent (:mod:`search.study.parent`).
         parent_subnets: Random sub-networks per sandwich step, besides the largest and the
             smallest.
+        parent_ranks: CPU processes a sandwich step's sub-networks are shared between
+            (:mod:`search.measure.sandwich`; 1 on CUDA): on 2 cores two one-thread processes
+            build the parent faster than one two-thread process.
         finetune_lr: Peak learning rate of a trial that fine-tunes inherited weights (the
             budget's ``lr`` trains from scratch and builds the parent).
     """
@@ -93,6 +96,7 @@ class Budget:
     latency_repeats: int
     parent_steps: int
     parent_subnets: int
+    parent_ranks: int
     finetune_lr: float
 
     def __post_init__(self) -> None:
@@ -108,6 +112,8 @@ class Budget:
             raise ConfigError(f"budget {self.name}: crop_size exceeds data_size")
         if self.parent_steps < 1 or self.parent_subnets < 0:
             raise ConfigError(f"budget {self.name}: parent_steps must be >= 1, subnets >= 0")
+        if not 1 <= self.parent_ranks <= 2 + self.parent_subnets:
+            raise ConfigError(f"budget {self.name}: parent_ranks must be in [1, 2 + subnets]")
         if self.latency_repeats < 2 or self.latency_warmup < 0:
             raise ConfigError(f"budget {self.name}: latency needs >= 2 repeats, >= 0 warm-up")
 
@@ -160,6 +166,7 @@ BUDGETS: dict[str, Budget] = {
             latency_repeats=5,
             parent_steps=4,
             parent_subnets=1,
+            parent_ranks=1,
             finetune_lr=1e-4,
         ),
         Budget(
@@ -184,6 +191,7 @@ BUDGETS: dict[str, Budget] = {
             latency_repeats=3,
             parent_steps=600,
             parent_subnets=1,
+            parent_ranks=2,
             finetune_lr=1e-4,
         ),
         Budget(
@@ -208,6 +216,7 @@ BUDGETS: dict[str, Budget] = {
             latency_repeats=30,
             parent_steps=1500,
             parent_subnets=2,
+            parent_ranks=1,
             finetune_lr=1e-4,
         ),
     )

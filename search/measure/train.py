@@ -212,6 +212,9 @@ def evaluate(
 
 Subnets = Callable[[int], Sequence[VRTSpikeConfig | None]]
 """Step -> the sub-networks that step trains on one batch (None: the whole network)."""
+GradientSync = Callable[[nn.Module, float, int], float]
+"""(model, this process's summed loss, its forward count) -> the mean loss over every process,
+after adding every process's gradients into the model's."""
 StepProgress = Callable[[int, int, float, float], None]
 """Called after each step with (steps done, steps, loss, seconds so far)."""
 
@@ -226,12 +229,15 @@ def _step(
     amp: torch.dtype | None,
     step: int,
     subnets: Sequence[VRTSpikeConfig | None] = (None,),
+    sync: GradientSync | None = None,
 ) -> float:
     """One optimiser step over ``GRADIENT_ACCUMULATION_STEPS`` micro-batches; returns the loss.
 
     Each micro-batch runs through every sub-network of ``subnets`` (a parent's sandwich: its
     own weights computing each child, :func:`~search.inherit.as_child`) and their gradients add
-    up; the loss returned is their mean.
+    up; the loss returned is their mean. With ``sync`` (a sandwich shared by several processes,
+    :mod:`search.measure.sandwich`) ``subnets`` is this process's share: ``sync`` adds up every
+    process's gradients before the (identical) optimiser step and returns the mean loss of all.
     """
     tr, device = cfg.train, next(model.parameters()).device
     accum, total = tr.gradient_accumulation_steps, 0.0
@@ -246,9 +252,11 @@ def _step(
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise NonFiniteLossError(f"non-finite training loss {value} at step {step}")
-                total += value / (accum * len(subnets))
+                total += value
                 scaled = loss / accum
                 (scaler.scale(scaled) if scaler is not None else scaled).backward()
+    runs = accum * len(subnets)
+    total = total / runs if sync is None else sync(model, total, runs)
     if scaler is not None:
         scaler.unscale_(opt)
     torch.nn.utils.clip_grad_norm_(model.parameters(), tr.grad_clip, foreach=True)
@@ -345,6 +353,7 @@ def _run_steps(
     steps: int,
     subnets: Subnets | None = None,
     progress: StepProgress | None = None,
+    sync: GradientSync | None = None,
 ) -> tuple[list[float], float, float]:
     """Run the optimiser steps; returns (loss per step, seconds, peak memory in MiB).
 
@@ -374,6 +383,7 @@ def _run_steps(
                         amp=s.amp,
                         step=step,
                         subnets=nets,
+                        sync=sync,
                     )  # fmt: skip
                 )
             s.sched.step()
@@ -387,6 +397,27 @@ def _run_steps(
     return curve, seconds, (held + tracker.peak) / 2**20
 
 
+def _train_steps(
+    s: _Session,
+    cfg: VRTSpikeConfig,
+    budget: Budget,
+    data: _Splits,
+    seed: int,
+    steps: int,
+    subnets: Subnets | None,
+    progress: StepProgress | None,
+    ranks: int,
+) -> tuple[list[float], float, float]:
+    """The training loop in this process, or (``ranks`` > 1) shared by CPU processes."""
+    if ranks == 1:
+        return _run_steps(s, cfg, steps, subnets, progress)
+    from search.measure.sandwich import run_ranks  # it imports this module
+
+    assert subnets is not None
+    return run_ranks(s.model, cfg, budget, data, seed=seed, ranks=ranks, progress=progress,
+                     schedule=[list(subnets(step)) for step in range(steps)])  # fmt: skip
+
+
 def train_model(
     cfg: VRTSpikeConfig,
     budget: Budget,
@@ -398,6 +429,7 @@ def train_model(
     steps: int | None = None,
     subnets: Subnets | None = None,
     progress: StepProgress | None = None,
+    ranks: int = 1,
 ) -> TrainedModel:
     """Train ``VRTSpike(cfg)`` for the budget's steps and evaluate it.
 
@@ -416,34 +448,32 @@ def train_model(
         steps: Optimiser steps (default: the budget's); warm-up and cosine decay span them.
         subnets: Per step, the sub-networks trained on each batch (a parent's sandwich).
         progress: Called after each step (steps done, steps, loss, seconds).
+        ranks: CPU processes that share each step's ``subnets``
+            (:mod:`search.measure.sandwich`); 1: this process trains them all.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (message: step and value).
         TrainDataError: the data does not fit the configuration.
     """
     device, steps = torch.device(device), budget.steps if steps is None else steps
+    if ranks > 1 and (subnets is None or device.type != "cpu" or init_state is not None):
+        raise ValueError("ranks > 1 shares a sandwich's sub-networks between CPU processes "
+                         "training from scratch")  # fmt: skip
     s = _prepare(cfg, budget, data, device=device, seed=seed, init_state=init_state, steps=steps)
-    curve, train_s, peak = _run_steps(s, cfg, steps, subnets, progress)
+    curve, train_s, peak = _train_steps(s, cfg, budget, data, seed, steps, subnets, progress,
+                                        ranks)  # fmt: skip
     t1 = time.perf_counter()
     scores, preview = evaluate(s.model, data.val, device=device, amp=s.amp,
                                num_clips=budget.num_val_clips)  # fmt: skip
     clips = steps * cfg.train.gradient_accumulation_steps * cfg.train.batch_size
     result = TrainResult(
-        **scores,
-        loss_curve=tuple(curve),
-        steps=steps,
-        samples_per_s=clips / train_s,
-        train_seconds=train_s,
-        eval_seconds=time.perf_counter() - t1,
-        peak_mem_mb=peak,
+        **scores, loss_curve=tuple(curve), steps=steps, samples_per_s=clips / train_s,
+        train_seconds=train_s, eval_seconds=time.perf_counter() - t1, peak_mem_mb=peak,
         peak_mem_kind="cuda_allocated" if device.type == "cuda" else "cpu_tensors",
-        device=str(device),
-        amp=amp_name(s.amp),
-        seed=seed,
-        budget=budget.name,
+        device=str(device), amp=amp_name(s.amp), seed=seed, budget=budget.name,
         val_clips=min(budget.num_val_clips, len(data.val)),
         params=sum(p.numel() for p in s.model.parameters()),
-    )
+    )  # fmt: skip
     logger.info("trained %d steps in %.1f s: PSNR %.2f dB (input %.2f), SSIM %.4f",
                 steps, train_s, result.psnr_db, result.input_psnr_db, result.ssim)  # fmt: skip
     return TrainedModel(model=s.model.eval(), result=result, preview=preview)

@@ -5,9 +5,10 @@ fused at every stage some candidate fuses at) at the budget's training widths, t
 sandwich sampling as BigNAS and Once-for-All train theirs: each step runs the largest network,
 the smallest (every depth and window at the bottom of its range) and ``budget.parent_subnets``
 random candidates of the space on the same batch, with the parent's own weights
-(:func:`search.inherit.as_child`), and their gradients add up. Afterwards every sub-network is a
-usable network with the shared weights; a trial takes its weights
-(:func:`search.inherit.child_state_dict`) and fine-tunes them for the budget's steps.
+(:func:`search.inherit.as_child`), and their gradients add up. On the CPU the budget's
+``parent_ranks`` processes share each step's sub-networks (:mod:`search.measure.sandwich`).
+Afterwards every sub-network is a usable network with the shared weights; a trial takes its
+weights (:func:`search.inherit.child_state_dict`) and fine-tunes them for the budget's steps.
 
 The cache is ``studies/parents/`` (``$VRTSPIKE_PARENTS``: one folder every worker reaches when
 they run on several machines), one file per key: the space and its file's digest, the budget's
@@ -253,9 +254,10 @@ def _build(
     started = time.perf_counter()
     cfg = apply_budget(elastic_bounds(space)[0], budget)
     sandwich = _Sandwich(space, budget, cfg, n=budget.parent_subnets, seed=seed)
+    ranks = budget.parent_ranks if device.type == "cpu" else 1
     trained = train_model(
         cfg, budget, data, device=device, seed=seed, steps=budget.parent_steps,
-        subnets=sandwich, progress=progress,
+        subnets=sandwich, progress=progress, ranks=ranks,
     )  # fmt: skip
     with as_child(trained.model, sandwich.smallest) as smallest:  # type: ignore[arg-type]
         scores, _ = evaluate(
@@ -266,6 +268,7 @@ def _build(
     result = {
         **r,
         "subnets": budget.parent_subnets,
+        "ranks": ranks,
         "smallest_psnr_db": scores["psnr_db"],
         "build_seconds": time.perf_counter() - started,
     }
