@@ -54,7 +54,7 @@ from search.measure.train import StepProgress, evaluate, train_model
 from search.report.ranks import kendall_tau, spearman_rho, top_overlap
 from search.study.locks import host_lock
 from search.study.objective import accuracy_key
-from search.study.parent import Parent, ensure_parent
+from search.study.parent import Parent, ensure_parent, parent_file
 from search.study.runner import load_data
 from search.study.space import load_space
 from search.study.tables import space_configs
@@ -161,8 +161,9 @@ class _Parent:
                 "file": self.parent.path.name,
                 "gain_db": self.parent.result.get("psnr_gain_db"),
                 "build_seconds": self.parent.result.get("build_seconds"),
+                "ranks": self.parent.result.get("ranks", 1),
             }
-            _merge(self._args.out, "parent", info)
+            _merge(self._args.out, f"parent@{self.parent.key}", info)
         return self.parent
 
 
@@ -170,10 +171,18 @@ def _truth_steps(args: argparse.Namespace, budget: Budget) -> int:
     return args.truth_scale * budget.steps
 
 
+def _parent_digest(args: argparse.Namespace, budget: Budget) -> str:
+    """The key digest of the parent the inherited signals use (nothing is built)."""
+    return parent_file(load_space(args.space), budget, seed=0, data_name="synthetic")[1]
+
+
 def _signal_name(sig: str, args: argparse.Namespace, budget: Budget) -> str:
     """The prefix of a signal's results: a truth's names its steps (``truth0@1500``), so truths
-    of two ``--truth-scale`` coexist in one file."""
-    return f"{sig}@{_truth_steps(args, budget)}" if sig.startswith("truth") else sig
+    of two ``--truth-scale`` coexist in one file; an inherited signal names its parent's key
+    (``finetuned@eaecc6fcc836``), so a parent built otherwise adds results beside the old."""
+    if sig.startswith("truth"):
+        return f"{sig}@{_truth_steps(args, budget)}"
+    return f"{sig}@{_parent_digest(args, budget)}" if sig in ("inherited", "finetuned") else sig
 
 
 def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict) -> dict:
@@ -207,7 +216,7 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     done = [k for k in keys if all(f"{s}/{k}" in results for s in seeds)]
     steps = _truth_steps(args, budget)
     made = {(r["commit"], r["model_code"], r["torch"], r["device"], r["threads"])
-            for n, r in results.items() if n != "parent"}  # fmt: skip
+            for n, r in results.items() if not n.startswith("parent")}  # fmt: skip
     print(f"\n{len(done)} of {len(configs)} configurations have their truth "
           f"({steps} steps from scratch, seeds {args.truth_seeds}); results made by "
           f"(commit, model code, torch, device, threads): {sorted(made)}")  # fmt: skip
@@ -217,7 +226,7 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     if len(seeds) >= 2:
         a, b = ([results[f"{s}/{k}"]["gain_db"] for k in done] for s in seeds[:2])
         print(f"seed-to-seed tau of the truth (the ceiling): {kendall_tau(a, b):+.2f}")
-    info = results.get("parent", {})
+    info = results.get(f"parent@{_parent_digest(args, budget)}", {})
     share = (info.get("build_seconds") or 0.0) / STUDY_TRIALS
     if info:
         print(f"parent: {info['file']}, gain {info['gain_db']:+.3f} dB, built in "
@@ -225,11 +234,12 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
               "study)")  # fmt: skip
     print("signal     tau   rho  top-3  s/config  gains (dB) in config order")
     for sig in SIGNALS[:3]:
-        if not all(f"{sig}/{k}" in results for k in done):
+        name = _signal_name(sig, args, budget)
+        if not all(f"{name}/{k}" in results for k in done):
             print(f"{sig:9} (not measured for every configuration with a truth)")
             continue
-        vals = [results[f"{sig}/{k}"]["gain_db"] for k in done]
-        secs = statistics.mean(results[f"{sig}/{k}"]["seconds"] for k in done)
+        vals = [results[f"{name}/{k}"]["gain_db"] for k in done]
+        secs = statistics.mean(results[f"{name}/{k}"]["seconds"] for k in done)
         secs += share if sig != "scratch" else 0.0
         print(f"{sig:9} {kendall_tau(vals, truth):+.2f} {spearman_rho(vals, truth):+.2f}"
               f"  {top_overlap(vals, truth, 3)}/3  {secs:8.0f}  "
