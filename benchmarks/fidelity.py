@@ -28,13 +28,16 @@ cores two one-thread processes train 1.7x more steps an hour than one two-thread
 times of the cheap signals are only comparable from a run alone). The parent is built (or loaded)
 only when a job needs it. The report (Kendall tau and Spearman rho against the truth, top-3
 overlap, wall time per signal with the parent's build shared over a 50-trial study) covers the
-configurations whose truth is complete. ``--device cuda`` trains there instead (the budget, and
+configurations whose truth is complete; the inherited signals are given for every parent the
+file holds results of (this code's parent first), each with its build, and the ceiling is the
+mean seed-to-seed tau over every pair of truth seeds. ``--device cuda`` trains there instead (the budget, and
 so what is trained, stays the same; each result records the device it was made on).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import os
@@ -224,27 +227,43 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
         return
     truth = [statistics.mean(results[f"{s}/{k}"]["gain_db"] for s in seeds) for k in done]
     if len(seeds) >= 2:
-        a, b = ([results[f"{s}/{k}"]["gain_db"] for k in done] for s in seeds[:2])
-        print(f"seed-to-seed tau of the truth (the ceiling): {kendall_tau(a, b):+.2f}")
-    info = results.get(f"parent@{_parent_digest(args, budget)}", {})
-    share = (info.get("build_seconds") or 0.0) / STUDY_TRIALS
-    if info:
-        print(f"parent: {info['file']}, gain {info['gain_db']:+.3f} dB, built in "
+        gains = {s: [results[f"{s}/{k}"]["gain_db"] for k in done] for s in seeds}
+        taus = [kendall_tau(gains[a], gains[b]) for a, b in itertools.combinations(seeds, 2)]
+        print(f"seed-to-seed tau of the truth (the ceiling): {statistics.mean(taus):+.2f}"
+              + (f" (mean of {len(taus)} pairs: " + " ".join(f"{t:+.2f}" for t in taus) + ")"
+                 if len(taus) > 1 else ""))  # fmt: skip
+    current = _parent_digest(args, budget)
+    stored = [n.removeprefix("parent@") for n in results if n.startswith("parent@")]
+    if current not in stored:
+        print(f"this code's parent ({current}) has no results; the inherited signals below are "
+              "those of the parents stored in the file")  # fmt: skip
+    print("signal     tau   rho  top-3  s/config  gains (dB) in config order")
+    _signal_row("scratch", "scratch", done, truth, results, 0.0)
+    for digest in sorted(stored, key=lambda d: d != current):
+        info = results[f"parent@{digest}"]
+        share = (info.get("build_seconds") or 0.0) / STUDY_TRIALS
+        print(f"parent {digest}{' (this code)' if digest == current else ''}: {info['file']}, "
+              f"{info.get('ranks', 1)} process(es), gain {info['gain_db']:+.3f} dB, built in "
               f"{info['build_seconds']:.0f} s ({share:.0f} s a trial of a {STUDY_TRIALS}-trial "
               "study)")  # fmt: skip
-    print("signal     tau   rho  top-3  s/config  gains (dB) in config order")
-    for sig in SIGNALS[:3]:
-        name = _signal_name(sig, args, budget)
-        if not all(f"{name}/{k}" in results for k in done):
-            print(f"{sig:9} (not measured for every configuration with a truth)")
-            continue
-        vals = [results[f"{name}/{k}"]["gain_db"] for k in done]
-        secs = statistics.mean(results[f"{name}/{k}"]["seconds"] for k in done)
-        secs += share if sig != "scratch" else 0.0
-        print(f"{sig:9} {kendall_tau(vals, truth):+.2f} {spearman_rho(vals, truth):+.2f}"
-              f"  {top_overlap(vals, truth, 3)}/3  {secs:8.0f}  "
-              + " ".join(f"{v:+.2f}" for v in vals))  # fmt: skip
+        for sig in ("inherited", "finetuned"):
+            _signal_row(sig, f"{sig}@{digest}", done, truth, results, share)
     print(f"{'truth':9}                            " + " ".join(f"{v:+.2f}" for v in truth))
+
+
+def _signal_row(
+    label: str, name: str, done: list[str], truth: list[float], results: dict, share: float
+) -> None:
+    """One report line: the signal ``name``'s ranks against ``truth`` over the ``done`` configs;
+    its seconds include ``share`` (the parent's build over a study's trials)."""
+    if not all(f"{name}/{k}" in results for k in done):
+        print(f"{label:9} (not measured for every configuration with a truth)")
+        return
+    vals = [results[f"{name}/{k}"]["gain_db"] for k in done]
+    secs = statistics.mean(results[f"{name}/{k}"]["seconds"] for k in done) + share
+    print(f"{label:9} {kendall_tau(vals, truth):+.2f} {spearman_rho(vals, truth):+.2f}"
+          f"  {top_overlap(vals, truth, 3)}/3  {secs:8.0f}  "
+          + " ".join(f"{v:+.2f}" for v in vals))  # fmt: skip
 
 
 def _shard(text: str) -> tuple[int, int]:
