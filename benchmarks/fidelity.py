@@ -30,8 +30,9 @@ only when a job needs it. The report (Kendall tau and Spearman rho against the t
 overlap, wall time per signal with the parent's build shared over a 50-trial study) covers the
 configurations whose truth is complete; the inherited signals are given for every parent the
 file holds results of (this code's parent first), each with its build, and the ceiling is the
-mean seed-to-seed tau over every pair of truth seeds. ``--device cuda`` trains there instead (the budget, and
-so what is trained, stays the same; each result records the device it was made on).
+mean seed-to-seed tau over every pair of truth seeds. ``--device cuda`` trains there instead
+(the budget, and so what is trained, stays the same; each result records the device it was made
+on). A parent build prints about 20 progress lines.
 """
 
 from __future__ import annotations
@@ -159,6 +160,7 @@ class _Parent:
                 device=self._args.device,
                 seed=0,
                 data_name="synthetic",
+                progress=step_printer("parent"),
             )
             info = {
                 "file": self.parent.path.name,
