@@ -187,7 +187,14 @@ def _signal_name(sig: str, args: argparse.Namespace, budget: Budget) -> str:
     (``finetuned@eaecc6fcc836``), so a parent built otherwise adds results beside the old."""
     if sig.startswith("truth"):
         return f"{sig}@{_truth_steps(args, budget)}"
-    return f"{sig}@{_parent_digest(args, budget)}" if sig in ("inherited", "finetuned") else sig
+    if sig in ("inherited", "finetuned"):
+        return _inherited_name(sig, _parent_digest(args, budget))
+    return sig
+
+
+def _inherited_name(sig: str, digest: str) -> str:
+    """The prefix of an inherited signal's results from the parent of key digest ``digest``."""
+    return f"{sig}@{digest}"
 
 
 def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict) -> dict:
@@ -231,9 +238,10 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     if len(seeds) >= 2:
         gains = {s: [results[f"{s}/{k}"]["gain_db"] for k in done] for s in seeds}
         taus = [kendall_tau(gains[a], gains[b]) for a, b in itertools.combinations(seeds, 2)]
-        print(f"seed-to-seed tau of the truth (the ceiling): {statistics.mean(taus):+.2f}"
-              + (f" (mean of {len(taus)} pairs: " + " ".join(f"{t:+.2f}" for t in taus) + ")"
-                 if len(taus) > 1 else ""))  # fmt: skip
+        line = f"seed-to-seed tau of the truth (the ceiling): {statistics.mean(taus):+.2f}"
+        if len(taus) > 1:
+            line += f" (mean of {len(taus)} pairs: " + " ".join(f"{t:+.2f}" for t in taus) + ")"
+        print(line)
     current = _parent_digest(args, budget)
     stored = [n.removeprefix("parent@") for n in results if n.startswith("parent@")]
     if current not in stored:
@@ -249,7 +257,7 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
               f"{info['build_seconds']:.0f} s ({share:.0f} s a trial of a {STUDY_TRIALS}-trial "
               "study)")  # fmt: skip
         for sig in ("inherited", "finetuned"):
-            _signal_row(sig, f"{sig}@{digest}", done, truth, results, share)
+            _signal_row(sig, _inherited_name(sig, digest), done, truth, results, share)
     print(f"{'truth':9}                            " + " ".join(f"{v:+.2f}" for v in truth))
 
 
