@@ -26,13 +26,15 @@ results file is kept in the repository, so a later run on another machine resume
 K/N`` runs every N-th job from the K-th, so that N one-thread processes share the jobs (on 2
 cores two one-thread processes train 1.7x more steps an hour than one two-thread process; wall
 times of the cheap signals are only comparable from a run alone). The parent is built (or loaded)
-only when a job needs it. The report (Kendall tau and Spearman rho against the truth, top-3
-overlap, wall time per signal with the parent's build shared over a 50-trial study) covers the
-configurations whose truth is complete; the inherited signals are given for every parent the
-file holds results of (this code's parent first), each with its build, and the ceiling is the
-mean seed-to-seed tau over every pair of truth seeds. ``--device cuda`` trains there instead
-(the budget, and so what is trained, stays the same; each result records the device it was made
-on). A parent build prints about 20 progress lines.
+only when a job needs it. The report (Kendall tau and Spearman rho against the truth, each
+tau's jackknife standard error over the configurations, top-3 overlap, wall time per signal
+with the parent's build shared over a 50-trial study; beside them the tau of the parameter
+count, a signal that costs nothing) covers the configurations whose truth is complete; the
+inherited signals are given for every parent the file holds results of (this code's parent
+first), each with its build, and the ceiling is the mean seed-to-seed tau over every pair of
+truth seeds. ``--device cuda`` trains there instead (the budget, and so what is trained, stays
+the same; each result records the device it was made on). A parent build prints about 20
+progress lines.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ from search.cli import OneLineParser, natural_int, positive_int, step_printer
 from search.measure.budgets import Budget, apply_budget, get_budget
 from search.measure.device import config_amp, device_name, model_code_digest
 from search.measure.train import StepProgress, evaluate, train_model
-from search.report.ranks import kendall_tau, spearman_rho, top_overlap
+from search.report.ranks import jackknife_se, kendall_tau, spearman_rho, top_overlap
 from search.study.locks import host_lock
 from search.study.objective import accuracy_key
 from search.study.parent import Parent, ensure_parent, parent_file
@@ -237,9 +239,13 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     truth = [statistics.mean(results[f"{s}/{k}"]["gain_db"] for s in seeds) for k in done]
     if len(seeds) >= 2:
         gains = {s: [results[f"{s}/{k}"]["gain_db"] for k in done] for s in seeds}
-        taus = [kendall_tau(gains[a], gains[b]) for a, b in itertools.combinations(seeds, 2)]
+        pairs = list(itertools.combinations(seeds, 2))
+        taus = [kendall_tau(gains[a], gains[b]) for a, b in pairs]
         line = f"seed-to-seed tau of the truth (the ceiling): {statistics.mean(taus):+.2f}"
-        if len(taus) > 1:
+        if len(taus) == 1:
+            a, b = pairs[0]
+            line += f" (jackknife se {jackknife_se(kendall_tau, gains[a], gains[b]):.2f})"
+        else:
             line += f" (mean of {len(taus)} pairs: " + " ".join(f"{t:+.2f}" for t in taus) + ")"
         print(line)
     current = _parent_digest(args, budget)
@@ -247,7 +253,10 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     if current not in stored:
         print(f"this code's parent ({current}) has no results; the inherited signals below are "
               "those of the parents stored in the file")  # fmt: skip
-    print("signal     tau   rho  top-3  s/config  gains (dB) in config order")
+    print("signal     tau (se)    rho  top-3  s/config  gains (dB) in config order")
+    by_key = {accuracy_key(apply_budget(c, budget)): apply_budget(c, budget) for c in configs}
+    params = [float(_param_count(by_key[k])) for k in done]
+    _rank_row("params", params, truth, 0.0, " ".join(f"{v / 1e6:.3f}M" for v in params))
     _signal_row("scratch", "scratch", done, truth, results, 0.0)
     for digest in sorted(stored, key=lambda d: d != current):
         info = results[f"parent@{digest}"]
@@ -258,7 +267,7 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
               "study)")  # fmt: skip
         for sig in ("inherited", "finetuned"):
             _signal_row(sig, _inherited_name(sig, digest), done, truth, results, share)
-    print(f"{'truth':9}                            " + " ".join(f"{v:+.2f}" for v in truth))
+    print(f"{'truth':9}                                   " + " ".join(f"{v:+.2f}" for v in truth))
 
 
 def _signal_row(
@@ -271,9 +280,19 @@ def _signal_row(
         return
     vals = [results[f"{name}/{k}"]["gain_db"] for k in done]
     secs = statistics.mean(results[f"{name}/{k}"]["seconds"] for k in done) + share
-    print(f"{label:9} {kendall_tau(vals, truth):+.2f} {spearman_rho(vals, truth):+.2f}"
-          f"  {top_overlap(vals, truth, 3)}/3  {secs:8.0f}  "
-          + " ".join(f"{v:+.2f}" for v in vals))  # fmt: skip
+    _rank_row(label, vals, truth, secs, " ".join(f"{v:+.2f}" for v in vals))
+
+
+def _rank_row(label: str, vals: list[float], truth: list[float], secs: float, shown: str) -> None:
+    tau, se = kendall_tau(vals, truth), jackknife_se(kendall_tau, vals, truth)
+    print(f"{label:9} {tau:+.2f} ({se:.2f}) {spearman_rho(vals, truth):+.2f}"
+          f"  {top_overlap(vals, truth, 3)}/3  {secs:8.0f}  {shown}")  # fmt: skip
+
+
+def _param_count(cfg: VRTSpikeConfig) -> int:
+    """Parameters of ``cfg`` (built on the meta device: nothing is allocated)."""
+    with torch.device("meta"):
+        return sum(p.numel() for p in VRTSpike(cfg).parameters())
 
 
 def _shard(text: str) -> tuple[int, int]:

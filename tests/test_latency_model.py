@@ -24,7 +24,7 @@ from search.measure.latency_model import (
     terms_of,
 )
 from search.measure.target import LatencyTarget, parse_shape
-from search.report.ranks import kendall_tau, spearman_rho, top_overlap
+from search.report.ranks import jackknife_se, kendall_tau, spearman_rho, top_overlap
 from search.study.objective import Objective
 from search.study.runner import load_data
 from search.study.space import load_space
@@ -252,3 +252,12 @@ def test_spearman_rho_and_top_overlap() -> None:
         spearman_rho([1, 1], [1, 2])
     assert top_overlap([1, 2, 3, 4], [1, 2, 4, 3], 2) == 2
     assert top_overlap([1, 2, 3, 4], [4, 3, 2, 1], 2) == 0
+
+
+def test_jackknife_se_of_a_tau() -> None:
+    assert jackknife_se(kendall_tau, [1, 2, 3, 4], [5, 6, 7, 8]) == 0.0  # no pair moves it
+    # left out in turn: [2,3]v[3,2] -1, [1,3]v[1,2] +1, [1,2]v[1,3] +1; mean 1/3
+    # sqrt(2/3 * ((4/3)^2 + 2 * (2/3)^2)) = 4/3
+    assert jackknife_se(kendall_tau, [1, 2, 3], [1, 3, 2]) == pytest.approx(4 / 3)
+    with pytest.raises(ValueError, match="three or more"):
+        jackknife_se(kendall_tau, [1, 2], [1, 2])

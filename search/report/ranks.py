@@ -1,11 +1,12 @@
-"""Rank agreement between two measurements of the same candidates (Kendall's tau-b)."""
+"""Rank agreement between two measurements of the same candidates (Kendall's tau-b, Spearman's
+rho, top-k overlap) and how much such a figure rests on any single candidate (jackknife)."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-__all__ = ["kendall_tau", "spearman_rho", "top_overlap"]
+__all__ = ["jackknife_se", "kendall_tau", "spearman_rho", "top_overlap"]
 
 
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
@@ -81,3 +82,29 @@ def top_overlap(x: Sequence[float], y: Sequence[float], k: int) -> int:
         return set(sorted(range(len(v)), key=lambda i: -v[i])[:k])
 
     return len(top(x) & top(y))
+
+
+def jackknife_se(
+    stat: Callable[[Sequence[float], Sequence[float]], float],
+    x: Sequence[float],
+    y: Sequence[float],
+) -> float:
+    """The jackknife standard error of ``stat(x, y)`` over the candidates: ``stat`` recomputed
+    with each pair left out in turn, ``sqrt((n-1)/n * sum((s_i - mean)^2))``.
+
+    On a dozen candidates a Kendall tau moves by about 0.1-0.2 when one is dropped; this says by
+    how much, so that two taus can be told apart (or not).
+
+    Raises:
+        ValueError: the sequences differ in length or hold fewer than three pairs; or ``stat``
+            is undefined on one of the leave-one-out samples (a side constant without one pair).
+    """
+    n = len(x)
+    if len(y) != n or n < 3:
+        raise ValueError(f"jackknife_se needs three or more pairs, got {len(x)} and {len(y)}")
+    left = [
+        stat([v for j, v in enumerate(x) if j != i], [v for j, v in enumerate(y) if j != i])
+        for i in range(n)
+    ]
+    mean = sum(left) / n
+    return math.sqrt((n - 1) / n * sum((s - mean) ** 2 for s in left))
