@@ -3,6 +3,7 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import optuna
 import pytest
 from optuna._hypervolume import compute_hypervolume
 
@@ -13,6 +14,7 @@ from search.report.pareto import (
     non_dominated,
     select_index,
 )
+from search.report.report import front_report, render_markdown, render_text
 
 FRONT = [(100.0, 30.0), (150.0, 31.8), (300.0, 32.1), (50.0, 25.0)]
 
@@ -57,3 +59,34 @@ def test_policies() -> None:
         select_index(FRONT, "fastest-within")
     with pytest.raises(SelectionError, match="front is empty"):
         select_index([], "knee")
+
+
+def test_front_shows_a_repeated_config_once() -> None:
+    """A sampler that proposes a front configuration again adds a trial of the same point; the
+    report shows it in the first one's row, not as a second member of the front."""
+    study = optuna.create_study(directions=["minimize", "maximize"])
+    dist = {"MODEL.WINDOW_SIZE": optuna.distributions.IntDistribution(3, 8)}
+    # number: (window, latency_ms, psnr_db, extra user attributes)
+    trials = {
+        0: (8, 100.0, 30.0, {"reference": "baseline"}),
+        1: (6, 50.0, 29.5, {}),
+        2: (6, 50.0, 29.5, {"reused_from": 1}),
+        3: (7, 80.0, 28.0, {}),
+    }
+    for window, lat, psnr, extra in trials.values():
+        attrs = {"config": {"MODEL": {"WINDOW_SIZE": window}}, **extra}
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"MODEL.WINDOW_SIZE": window},
+                distributions=dist,
+                values=[lat, psnr],
+                user_attrs=attrs,
+            )
+        )
+    assert {t.number for t in study.best_trials} == {0, 1, 2}
+    report = front_report(study)
+    assert [(r.number, r.repeats) for r in report.front] == [(1, (2,)), (0, ())]
+    text = render_text(report)
+    assert "2 configurations and 1 repeating one" in text
+    assert "same config as #2" in text
+    assert "same config as #2" in render_markdown(report)

@@ -16,6 +16,7 @@ trials add nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ class Row:
 
     Attributes:
         on_front: On the feasible Pareto front; ``dominated``: some front trial dominates it.
+        repeats: Later front trials of the same deployment config (a sampler may propose a
+            configuration again; its PSNR is then reused and its latency the same), shown in
+            this row instead of rows of their own.
     """
 
     number: int
@@ -70,6 +74,7 @@ class Row:
     params: int | None
     on_front: bool
     dominated: bool
+    repeats: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -169,7 +174,7 @@ def front_report(study: optuna.Study) -> FrontReport:
     """Build the report of a study (any version of the record)."""
     done = _complete(study)
     front_numbers = {t.number for t in study.best_trials}
-    front = [t for t in done if t.number in front_numbers]
+    front, repeats = _distinct_configs([t for t in done if t.number in front_numbers])
     base = next((t for t in done if t.reference == "baseline"), None)
 
     def row(t: TrialRecord) -> Row:
@@ -189,6 +194,7 @@ def front_report(study: optuna.Study) -> FrontReport:
             params=t.params,
             on_front=t.number in front_numbers,
             dominated=any(dominates((f.latency_ms, f.psnr_db), point) for f in front),
+            repeats=repeats.get(t.number, ()),
         )
 
     s = StudyRecord.of(study)
@@ -210,6 +216,21 @@ def front_report(study: optuna.Study) -> FrontReport:
         agreement=agreement(promoted) if s.rung else None,
         rungs={r: (name, _study_id(study, name)) for r, name in s.rungs.items()} or None,
     )
+
+
+def _distinct_configs(
+    trials: Sequence[TrialRecord],
+) -> tuple[list[TrialRecord], dict[int, tuple[int, ...]]]:
+    """The earliest trial of each deployment config (trials without one stay apart), and per
+    kept trial the numbers of the later ones with its config."""
+    kept: dict[str, TrialRecord] = {}
+    later: dict[int, list[int]] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        key = json.dumps(t.config, sort_keys=True) if t.config else f"#{t.number}"
+        first = kept.setdefault(key, t)
+        if first is not t:
+            later.setdefault(first.number, []).append(t.number)
+    return list(kept.values()), {n: tuple(v) for n, v in later.items()}
 
 
 def _study_id(study: optuna.Study, name: str) -> int | None:
@@ -279,6 +300,10 @@ def _status(r: Row) -> str:
     return "on the front" if r.on_front else "dominated by the front" if r.dominated else ""
 
 
+def _also(r: Row) -> str:
+    return "same config as " + ", ".join(f"#{n}" for n in r.repeats)
+
+
 def _text_table(rows: Sequence[Row]) -> list[str]:
     lines = [
         f"{'trial':>5} {'latency ms':>10} {'cv':>5} {'PSNR dB':>8} {'SSIM':>6} {'in PSNR':>7} "
@@ -288,6 +313,8 @@ def _text_table(rows: Sequence[Row]) -> list[str]:
         notes = [r.reference] if r.reference else []
         if r.reused_from is not None:
             notes.append(f"PSNR of #{r.reused_from}")
+        if r.repeats:
+            notes.append(_also(r))
         if not r.feasible:
             notes.append("infeasible")
         lines.append(
@@ -314,7 +341,10 @@ def _sections(
 ) -> list[str]:
     """The report's body in either rendering: front, references, skipped references."""
     n = len(report.front)
-    lines = [heading(f"Pareto front ({n} trials, feasible; speed-up and dPSNR vs the baseline)")]
+    again = sum(len(r.repeats) for r in report.front)
+    more = f" and {again} repeating one" if again else ""
+    lines = [heading(f"Pareto front ({n} configurations{more}, feasible; speed-up and dPSNR "
+                     "vs the baseline)")]  # fmt: skip
     lines += [*table(report.front), ""]
     if report.references:
         lines += [heading("Reference trials (the guide's hand-made choices)")]
@@ -396,7 +426,8 @@ def _md_table(rows: Sequence[Row]) -> list[str]:
         lines.append(
             f"| {r.number} | {r.latency_ms:.2f} | {r.psnr_db:.2f} | {_fmt(r.ssim, '.4f')} | "
             f"{_fmt(r.speedup, '.2f')} | {_fmt(r.delta_psnr_db, '+.2f')} | "
-            f"{'yes' if r.feasible else 'NO'} | {r.reference} |"
+            f"{'yes' if r.feasible else 'NO'} | "
+            f"{', '.join(n for n in (r.reference, _also(r) if r.repeats else '') if n)} |"
         )
     return lines
 
