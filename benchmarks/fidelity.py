@@ -225,7 +225,8 @@ def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict)
 
 def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
     budget = get_budget(args.budget)
-    keys = [accuracy_key(apply_budget(c, budget)) for c in configs]
+    trained = {accuracy_key(t): t for t in (apply_budget(c, budget) for c in configs)}
+    keys = list(trained)
     seeds = [_signal_name(f"truth{s}", args, budget) for s in args.truth_seeds]
     done = [k for k in keys if all(f"{s}/{k}" in results for s in seeds)]
     steps = _truth_steps(args, budget)
@@ -254,8 +255,7 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
         print(f"this code's parent ({current}) has no results; the inherited signals below are "
               "those of the parents stored in the file")  # fmt: skip
     print("signal     tau (se)    rho  top-3  s/config  gains (dB) in config order")
-    by_key = {accuracy_key(apply_budget(c, budget)): apply_budget(c, budget) for c in configs}
-    params = [float(_param_count(by_key[k])) for k in done]
+    params = [float(_param_count(trained[k])) for k in done]
     _rank_row("params", params, truth, 0.0, " ".join(f"{v / 1e6:.3f}M" for v in params))
     _signal_row("scratch", "scratch", done, truth, results, 0.0)
     for digest in sorted(stored, key=lambda d: d != current):
