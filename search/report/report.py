@@ -16,6 +16,7 @@ trials add nothing.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,13 +27,7 @@ from optuna.trial import TrialState
 
 from search.report.pareto import dominates, hypervolume_2d, nondominated_fronts
 from search.report.ranks import kendall_tau
-from search.study.record import (
-    StudyRecord,
-    TrialRecord,
-    hv_figure_name,
-    params_key,
-    study_tally,
-)
+from search.study.record import StudyRecord, TrialRecord, hv_figure_name, study_tally
 from search.study.storage import StorageURL
 
 __all__ = [
@@ -60,9 +55,9 @@ class Row:
 
     Attributes:
         on_front: On the feasible Pareto front; ``dominated``: some front trial dominates it.
-        repeats: Later front trials of the same configuration (the same sampled parameters: a
-            sampler may propose one again; its PSNR is then reused and its latency the same),
-            shown in this row instead of rows of their own.
+        repeats: Later front trials of the same deployment config (a sampler may propose a
+            configuration again; its PSNR is then reused and its latency the same), shown in
+            this row instead of rows of their own.
     """
 
     number: int
@@ -178,9 +173,8 @@ def _history(done: Sequence[TrialRecord]) -> HypervolumeHistory:
 def front_report(study: optuna.Study) -> FrontReport:
     """Build the report of a study (any version of the record)."""
     done = _complete(study)
-    keys = {t.number: params_key(t) for t in study.best_trials}
-    front_numbers = set(keys)
-    front, repeats = _distinct_configs([t for t in done if t.number in keys], keys)
+    front_numbers = {t.number for t in study.best_trials}
+    front, repeats = _distinct_configs([t for t in done if t.number in front_numbers])
     base = next((t for t in done if t.reference == "baseline"), None)
 
     def row(t: TrialRecord) -> Row:
@@ -225,14 +219,15 @@ def front_report(study: optuna.Study) -> FrontReport:
 
 
 def _distinct_configs(
-    trials: Sequence[TrialRecord], keys: dict[int, str]
+    trials: Sequence[TrialRecord],
 ) -> tuple[list[TrialRecord], dict[int, tuple[int, ...]]]:
-    """The earliest trial of each configuration (``keys``: trial number -> :func:`params_key`,
-    the identity promotion uses too), and per kept trial the numbers of the later ones."""
+    """The earliest trial of each deployment config (trials without one stay apart), and per
+    kept trial the numbers of the later ones with its config."""
     kept: dict[str, TrialRecord] = {}
     later: dict[int, list[int]] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        first = kept.setdefault(keys[t.number], t)
+        key = json.dumps(t.config, sort_keys=True) if t.config else f"#{t.number}"
+        first = kept.setdefault(key, t)
         if first is not t:
             later.setdefault(first.number, []).append(t.number)
     return list(kept.values()), {n: tuple(v) for n, v in later.items()}

@@ -20,6 +20,7 @@ hence one plain study per rung.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.measure.budgets import Budget
 from search.report.pareto import nondominated_fronts, promotion_order
-from search.study.record import StudyRecord, TrialRecord, params_key, study_tally
+from search.study.record import StudyRecord, TrialRecord, study_tally
 from search.study.storage import StorageURL, StudyError, load_existing_study
 
 __all__ = ["ETA", "Promotion", "PromotionError", "below_ready", "rung_budget", "rung_name"]
@@ -123,11 +124,15 @@ def below_ready(below: optuna.Study) -> list[FrozenTrial]:
     return done
 
 
+def _params_key(trial: FrozenTrial) -> str:
+    return json.dumps(trial.params, sort_keys=True, default=str)
+
+
 def _distinct(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """The earliest trial of each set of parameters."""
     seen: dict[str, FrozenTrial] = {}
     for t in sorted(trials, key=lambda t: t.number):
-        seen.setdefault(params_key(t), t)
+        seen.setdefault(_params_key(t), t)
     return list(seen.values())
 
 

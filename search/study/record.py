@@ -64,7 +64,6 @@ Artifacts: per trial ``trial<N>`` + :data:`STRIP_SUFFIX` ``.png`` (restored fram
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -77,7 +76,6 @@ from optuna.trial import FrozenTrial, TrialState
 from search.measure.target import describe_target
 
 __all__ = [
-    "params_key",
     "DIRECTIONS",
     "METRIC_NAMES",
     "PROFILE_SUFFIX",
@@ -391,12 +389,6 @@ class TrialRecord:
     def scaled_proxy(self) -> bool:
         """True when the budget trained something other than the deployment config."""
         return self.trained_config != self.config
-
-
-def params_key(trial: FrozenTrial) -> str:
-    """What makes two trials the same configuration: their sampled parameters (the deployment
-    config is made from them), as one comparable string."""
-    return json.dumps(trial.params, sort_keys=True, default=str)
 
 
 def reference_of(trial: FrozenTrial) -> str:
