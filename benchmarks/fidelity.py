@@ -22,7 +22,10 @@ by accuracy key, at the budget's training widths (the parent's, which are the bu
 Every result is merged into ``--out`` as soon as it exists (under a host lock, so several
 processes may share the file), with what produced it (torch, model code, commit, device, threads);
 a rerun skips what is there. The truth takes hours on 2 CPU cores, longer than one sitting: the
-results file is kept in the repository, so a later run on another machine resumes it. ``--shard
+results file is kept in the repository, so a later run on another machine resumes it, and a
+truth job (about an hour) saves its training state every 100 steps under
+``studies/checkpoints/fidelity/`` (deleted once its result is merged), so a run stopped mid-job
+continues that job bit-identically on the same host and thread count. ``--shard
 K/N`` runs every N-th job from the K-th, so that N one-thread processes share the jobs (on 2
 cores two one-thread processes train 1.7x more steps an hour than one two-thread process; wall
 times of the cheap signals are only comparable from a run alone). The parent is built (or loaded)
@@ -67,6 +70,8 @@ from search.study.tables import space_configs
 
 STUDY_TRIALS = 50  # the parent's build is shared by the trials of one used-by study
 SIGNALS = ("scratch", "inherited", "finetuned", "truth")
+CHECKPOINTS = Path("studies/checkpoints/fidelity")  # a truth job's state while it runs (ignored)
+CHECKPOINT_EVERY = 100  # steps (about 4 minutes of a one-thread truth job on this CPU)
 
 
 def _candidates(space_name: str, budget: Budget, n: int, seed: int) -> list[VRTSpikeConfig]:
@@ -109,12 +114,25 @@ def _merge(path: Path, key: str, value: dict) -> dict[str, dict]:
 
 def _scratch(
     cfg: VRTSpikeConfig, budget: Budget, data: Any, device: str, steps: int, seed: int,
-    progress: StepProgress | None = None,
+    progress: StepProgress | None = None, checkpoint: Path | None = None,
 ) -> dict:  # fmt: skip
+    """Train from scratch; with ``checkpoint`` the job saves its state there every
+    :data:`CHECKPOINT_EVERY` steps and a rerun continues it (seconds: training and evaluation
+    over every segment; ``resumed``: whether it continued a stopped job)."""
     start = time.perf_counter()
     cfg = apply_budget(cfg, budget)
-    r = train_model(cfg, budget, data, device=device, seed=seed, steps=steps, progress=progress)
-    return {"gain_db": r.result.psnr_gain_db, "seconds": time.perf_counter() - start}
+    resumed = checkpoint is not None and checkpoint.exists()
+    r = train_model(cfg, budget, data, device=device, seed=seed, steps=steps, progress=progress,
+                    checkpoint=checkpoint, checkpoint_every=CHECKPOINT_EVERY).result  # fmt: skip
+    if checkpoint is None:
+        return {"gain_db": r.psnr_gain_db, "seconds": time.perf_counter() - start}
+    return {"gain_db": r.psnr_gain_db, "seconds": r.train_seconds + r.eval_seconds,
+            "resumed": resumed}  # fmt: skip
+
+
+def _checkpoint(key: str) -> Path:
+    """Where the truth job of result ``key`` keeps its state while it runs."""
+    return CHECKPOINTS / (key.replace("/", "--").replace("@", "-") + ".pt")
 
 
 def _inherited(
@@ -214,10 +232,13 @@ def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict)
         elif sig.startswith("truth"):
             seed = int(sig.removeprefix("truth"))
             show = step_printer("truth", f"{sig} config {i}: ")
-            out = _scratch(cfg, budget, data, args.device, _truth_steps(args, budget), seed, show)
+            steps, state = _truth_steps(args, budget), _checkpoint(key)
+            out = _scratch(cfg, budget, data, args.device, steps, seed, show, state)
         else:
             out = _inherited(cfg, budget, data, args.device, parent.get(), sig == "finetuned")
         results = _merge(args.out, key, {**out, **made})
+        if sig.startswith("truth"):
+            _checkpoint(key).unlink(missing_ok=True)  # kept in the results now
         print(f"{sig:>9} config {i:2d}: {out['gain_db']:+.3f} dB ({out['seconds']:.0f} s)",
               flush=True)  # fmt: skip
     return results

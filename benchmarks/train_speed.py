@@ -133,7 +133,9 @@ def _session(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     budget = get_budget(args.budget)
     cfg = apply_budget(load_preset(args.preset), budget)
     data = load_data("synthetic", budget, seed=0)
-    return cfg, _prepare(cfg, budget, data, device=torch.device("cpu"), seed=0, init_state=None)
+    session = _prepare(cfg, budget, data, device=torch.device("cpu"), seed=0, init_state=None,
+                       steps=budget.steps)  # fmt: skip
+    return cfg, session
 
 
 def _timed_steps(cfg, s, steps: int) -> float:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from model import VRTSpike, VRTSpikeConfig, load_preset
 from model.errors import ConfigError
 from search.budgets import BUDGETS, apply_budget, get_budget, scale_widths
 from search.measure.checkpoint import load_checkpoint
+from search.measure.resume import ResumeError
 from search.measure.train import (
     NonFiniteLossError,
     TrainDataError,
@@ -225,3 +226,51 @@ def test_flow_and_alignment_are_frozen_for_fix_iter_steps(fix_iter: int) -> None
         assert not moved & set(fixed)
     else:
         assert moved & {k for k in fixed if k.endswith("weight")}
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _Augmented(list):
+    """Clips with a ``sample`` that flips from the batch generator (as ``ClipDataset`` does)."""
+
+    def sample(self, index: int, *, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        flip = bool(torch.rand(1, generator=generator) < 0.5)
+        return {k: v.flip(-1) if flip else v for k, v in self[index].items()}
+
+
+def test_an_interrupted_run_resumes_bit_identically(tmp_path: Path) -> None:
+    """Killed after step 5 and resumed from its state (saved every 2 steps, so at step 4), a run
+    ends with the weights, losses and evaluation of an uninterrupted one: same batches and flips
+    (the batch stream's position), same drop-path masks (the RNGs), same optimiser moments, the
+    flow trainable again after TRAIN.FIX_ITER; a state of another run is refused."""
+    cfg, data = _smoke()
+    cfg = cfg.with_overrides({"TRAIN.FIX_ITER": 3, "MODEL.DROP_PATH_RATE": 0.2})
+    data = _FakeSplits(train=_Augmented(data.train * 2), val=data.val)  # 8 clips: epochs of 4
+    budget, steps = get_budget("smoke"), 9
+    whole = train_model(cfg, budget, data, device="cpu", seed=0, steps=steps)
+    state = tmp_path / "run.pt"
+
+    def stop(done: int, *_: float) -> None:
+        if done == 5:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        train_model(cfg, budget, data, device="cpu", seed=0, steps=steps, checkpoint=state,
+                    checkpoint_every=2, progress=stop)  # fmt: skip
+    assert state.exists() and not list(tmp_path.glob(".*.tmp"))
+    seen: list[int] = []
+    resumed = train_model(cfg, budget, data, device="cpu", seed=0, steps=steps, checkpoint=state,
+                          checkpoint_every=2, progress=lambda d, *_: seen.append(d))  # fmt: skip
+    assert seen == list(range(5, steps + 1))  # it continued after step 4
+    r, w = resumed.result, whole.result
+    assert r.loss_curve == w.loss_curve and len(r.loss_curve) == steps
+    assert (r.psnr_db, r.ssim, r.peak_mem_mb) == (w.psnr_db, w.ssim, w.peak_mem_mb)
+    end, ref = resumed.model.state_dict(), whole.model.state_dict()
+    assert all(torch.equal(end[k], ref[k]) for k in ref)
+    with pytest.raises(ResumeError, match="another run .*seed"):
+        train_model(cfg, budget, data, device="cpu", seed=1, steps=steps, checkpoint=state)
+    state.write_bytes(b"not a state")
+    with pytest.raises(ResumeError, match="cannot read"):
+        train_model(cfg, budget, data, device="cpu", seed=0, steps=steps, checkpoint=state)

@@ -24,6 +24,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,6 +38,13 @@ from search.measure.budgets import Budget
 from search.measure.device import amp_name, autocast, config_amp, synchronize
 from search.measure.latency import PeakStorage
 from search.measure.metrics import psnr, ssim
+from search.measure.resume import (
+    RunIdentity,
+    capture_rng,
+    load_run_state,
+    restore_rng,
+    save_run_state,
+)
 
 __all__ = ["NonFiniteLossError", "TrainDataError", "TrainResult", "TrainedModel", "charbonnier"]
 __all__ += ["evaluate", "lr_factor", "train", "train_model"]
@@ -159,18 +167,43 @@ def _check_data(cfg: VRTSpikeConfig, clips: _Clips, what: str) -> None:
         )
 
 
-def _batches(clips: Any, *, batch: int, seed: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless batches (B, ...) in a seeded order; crops/flips drawn from the same generator."""
-    g = torch.Generator().manual_seed(seed)
-    sample = getattr(clips, "sample", None)
-    while True:
-        order = torch.randperm(len(clips), generator=g).tolist()
-        for start in range(0, len(order) - batch + 1, batch):
-            items = [
-                sample(i, generator=g) if sample is not None else clips[i]
-                for i in order[start : start + batch]
-            ]
-            yield {key: torch.stack([it[key] for it in items]) for key in items[0]}
+class _Batches:
+    """Endless batches (B, ...) in a seeded order; crops/flips drawn from the same generator.
+
+    Each epoch is a fresh permutation of the clips, cut into whole batches (a remainder smaller
+    than a batch is skipped). Its position and generator are saved and restored with
+    :meth:`state_dict` / :meth:`load_state_dict`, so a resumed run sees the batches an
+    uninterrupted one would.
+    """
+
+    def __init__(self, clips: Any, *, batch: int, seed: int) -> None:
+        self._clips, self._batch = clips, batch
+        self._sample = getattr(clips, "sample", None)
+        self._gen = torch.Generator().manual_seed(seed)
+        self._order: list[int] = []
+        self._pos = 0
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        return self
+
+    def __next__(self) -> dict[str, torch.Tensor]:
+        if self._pos + self._batch > len(self._order):
+            self._order = torch.randperm(len(self._clips), generator=self._gen).tolist()
+            self._pos = 0
+        picked = self._order[self._pos : self._pos + self._batch]
+        self._pos += self._batch
+        items = [
+            self._sample(i, generator=self._gen) if self._sample is not None else self._clips[i]
+            for i in picked
+        ]
+        return {key: torch.stack([it[key] for it in items]) for key in items[0]}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self._gen.get_state(), "order": list(self._order), "pos": self._pos}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._gen.set_state(state["generator"])
+        self._order, self._pos = list(state["order"]), int(state["pos"])
 
 
 def evaluate(
@@ -298,7 +331,7 @@ class _Session:
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler | None
-    batches: Iterator[dict[str, torch.Tensor]]
+    batches: _Batches
     amp: torch.dtype | None
     device: torch.device
     fixed: list[nn.Parameter]
@@ -343,8 +376,48 @@ def _prepare(
         opt, lambda s: lr_factor(s, warmup=min(budget.warmup_steps, steps - 1), total=steps)
     )
     scaler = torch.amp.GradScaler("cuda", init_scale=2.0**10) if amp is torch.float16 else None
-    batches = _batches(train_clips, batch=tr.batch_size, seed=seed)
+    batches = _Batches(train_clips, batch=tr.batch_size, seed=seed)
     return _Session(model, opt, sched, scaler, batches, amp, device, fixed)
+
+
+@dataclass(frozen=True)
+class _Resume:
+    """Where a run saves its state every ``every`` steps (and after its last), and whose it is."""
+
+    path: Path
+    every: int
+    identity: RunIdentity
+
+
+def _save_state(
+    s: _Session, r: _Resume, step: int, curve: list[float], seconds: float, peak: float
+) -> None:
+    state = {
+        "step": step, "curve": list(curve), "seconds": seconds, "peak": peak,
+        "model": s.model.state_dict(), "opt": s.opt.state_dict(), "sched": s.sched.state_dict(),
+        "scaler": None if s.scaler is None else s.scaler.state_dict(),
+        "batches": s.batches.state_dict(), "rng": capture_rng(),
+    }  # fmt: skip
+    save_run_state(r.path, r.identity, state)
+    logger.debug("saved the training state after step %d to %s", step, r.path)
+
+
+def _load_state(s: _Session, r: _Resume) -> tuple[int, list[float], float, float | None]:
+    """Restore a saved state into ``s``: (steps done, curve, seconds, peak); nothing saved:
+    (0, [], 0.0, None)."""
+    state = load_run_state(r.path, r.identity)
+    if state is None:
+        return 0, [], 0.0, None
+    s.model.load_state_dict(state["model"])
+    s.opt.load_state_dict(state["opt"])
+    s.sched.load_state_dict(state["sched"])
+    if s.scaler is not None and state["scaler"] is not None:
+        s.scaler.load_state_dict(state["scaler"])
+    s.batches.load_state_dict(state["batches"])
+    restore_rng(state["rng"])
+    step = int(state["step"])
+    logger.info("resuming from %s after step %d of %d", r.path, step, r.identity.steps)
+    return step, [float(v) for v in state["curve"]], float(state["seconds"]), float(state["peak"])
 
 
 def _run_steps(
@@ -354,20 +427,27 @@ def _run_steps(
     subnets: Subnets | None = None,
     progress: StepProgress | None = None,
     sync: GradientSync | None = None,
+    resume: _Resume | None = None,
 ) -> tuple[list[float], float, float]:
     """Run the optimiser steps; returns (loss per step, seconds, peak memory in MiB).
 
     Peak memory: the CUDA allocator's peak over the run, or on the CPU the parameters plus the
     peak of live tensors during the first step (activations, gradients, optimiser state).
+    With ``resume`` the run continues from the state saved there, if any, and saves its own
+    every ``resume.every`` steps; seconds and the curve then cover every segment of the run.
     """
     cuda = s.device.type == "cuda"
+    start, curve, before, saved_peak = (
+        (0, [], 0.0, None) if resume is None else _load_state(s, resume)
+    )
+    if start > cfg.train.fix_iter:
+        _set_trainable(s.fixed, True)
     if cuda:
         torch.cuda.reset_peak_memory_stats(s.device)
-    tracker = None if cuda else PeakStorage()
-    curve: list[float] = []
+    tracker = None if cuda or start > 0 else PeakStorage()
     t0 = time.perf_counter()
     with _cudnn_deterministic(s.device):
-        for step in range(steps):
+        for step in range(start, steps):
             if step == cfg.train.fix_iter:
                 _set_trainable(s.fixed, True)  # VRT: the flow and alignment train from here on
             watch = tracker if step == 0 and tracker is not None else contextlib.nullcontext()
@@ -387,14 +467,27 @@ def _run_steps(
                     )  # fmt: skip
                 )
             s.sched.step()
+            seconds = before + time.perf_counter() - t0
+            if resume is not None and ((step + 1) % resume.every == 0 or step + 1 == steps):
+                peak = _peak_mb(s, tracker, saved_peak)
+                _save_state(s, resume, step + 1, curve, seconds, peak)
             if progress is not None:
-                progress(step + 1, steps, curve[-1], time.perf_counter() - t0)
+                progress(step + 1, steps, curve[-1], seconds)
     synchronize(s.device)
-    seconds = time.perf_counter() - t0
+    return curve, before + time.perf_counter() - t0, _peak_mb(s, tracker, saved_peak)
+
+
+def _peak_mb(s: _Session, tracker: PeakStorage | None, saved: float | None) -> float:
+    """The run's peak memory so far in MiB (see :func:`_run_steps`); ``saved``: an earlier
+    segment's (on the CPU the first step's, which a resumed segment does not run again)."""
+    if s.device.type == "cuda":
+        now = torch.cuda.max_memory_allocated(s.device) / 2**20
+        return now if saved is None else max(now, saved)
     if tracker is None:
-        return curve, seconds, torch.cuda.max_memory_allocated(s.device) / 2**20
+        assert saved is not None
+        return saved
     held = sum(p.numel() * p.element_size() for p in s.model.parameters())
-    return curve, seconds, (held + tracker.peak) / 2**20
+    return (held + tracker.peak) / 2**20
 
 
 def _train_steps(
@@ -407,15 +500,56 @@ def _train_steps(
     subnets: Subnets | None,
     progress: StepProgress | None,
     ranks: int,
+    resume: _Resume | None,
 ) -> tuple[list[float], float, float]:
     """The training loop in this process, or (``ranks`` > 1) shared by CPU processes."""
     if ranks == 1:
-        return _run_steps(s, cfg, steps, subnets, progress)
+        return _run_steps(s, cfg, steps, subnets, progress, resume=resume)
     from search.measure.sandwich import run_ranks  # it imports this module
 
     assert subnets is not None
     return run_ranks(s.model, cfg, budget, data, seed=seed, ranks=ranks, progress=progress,
                      schedule=[list(subnets(step)) for step in range(steps)])  # fmt: skip
+
+
+def _resume_of(
+    cfg: VRTSpikeConfig, budget: Budget, device: torch.device, seed: int, steps: int, *,
+    ranks: int, subnets: Subnets | None, init_state: object, checkpoint: Path | None, every: int,
+) -> _Resume | None:  # fmt: skip
+    """Check :func:`train_model`'s ranks and checkpoint arguments; the run's :class:`_Resume`."""
+    if ranks > 1 and (subnets is None or device.type != "cpu" or init_state is not None):
+        raise ValueError("ranks > 1 shares a sandwich's sub-networks between CPU processes "
+                         "training from scratch")  # fmt: skip
+    if checkpoint is None:
+        return None
+    if ranks > 1 or every < 1:
+        raise ValueError("a checkpoint needs ranks == 1 and checkpoint_every >= 1")
+    identity = RunIdentity(config=cfg.to_dict(), seed=seed, steps=steps, budget=budget.name,
+                           device=device.type)  # fmt: skip
+    return _Resume(Path(checkpoint), every, identity)
+
+
+def _evaluated(
+    s: _Session, cfg: VRTSpikeConfig, budget: Budget, data: _Splits, seed: int,
+    curve: list[float], train_s: float, peak: float,
+) -> TrainedModel:  # fmt: skip
+    """Evaluate the trained model of ``s`` and assemble :func:`train_model`'s result."""
+    device, steps = s.device, len(curve)
+    t1 = time.perf_counter()
+    scores, preview = evaluate(s.model, data.val, device=device, amp=s.amp,
+                               num_clips=budget.num_val_clips)  # fmt: skip
+    clips = steps * cfg.train.gradient_accumulation_steps * cfg.train.batch_size
+    result = TrainResult(
+        **scores, loss_curve=tuple(curve), steps=steps, samples_per_s=clips / train_s,
+        train_seconds=train_s, eval_seconds=time.perf_counter() - t1, peak_mem_mb=peak,
+        peak_mem_kind="cuda_allocated" if device.type == "cuda" else "cpu_tensors",
+        device=str(device), amp=amp_name(s.amp), seed=seed, budget=budget.name,
+        val_clips=min(budget.num_val_clips, len(data.val)),
+        params=sum(p.numel() for p in s.model.parameters()),
+    )  # fmt: skip
+    logger.info("trained %d steps in %.1f s: PSNR %.2f dB (input %.2f), SSIM %.4f",
+                steps, train_s, result.psnr_db, result.input_psnr_db, result.ssim)  # fmt: skip
+    return TrainedModel(model=s.model.eval(), result=result, preview=preview)
 
 
 def train_model(
@@ -430,6 +564,8 @@ def train_model(
     subnets: Subnets | None = None,
     progress: StepProgress | None = None,
     ranks: int = 1,
+    checkpoint: Path | None = None,
+    checkpoint_every: int = 100,
 ) -> TrainedModel:
     """Train ``VRTSpike(cfg)`` for the budget's steps and evaluate it.
 
@@ -450,33 +586,24 @@ def train_model(
         progress: Called after each step (steps done, steps, loss, seconds).
         ranks: CPU processes that share each step's ``subnets``
             (:mod:`search.measure.sandwich`); 1: this process trains them all.
+        checkpoint: Where the run's state is saved every ``checkpoint_every`` steps and after
+            the last (:mod:`search.measure.resume`); a state of this same run (config, seed,
+            steps, budget, device) found there is continued. Only with ``ranks`` == 1.
+        checkpoint_every: Steps between two saves.
 
     Raises:
         NonFiniteLossError: the loss became NaN/inf (message: step and value).
         TrainDataError: the data does not fit the configuration.
+        ResumeError: ``checkpoint`` is unreadable or holds the state of another run.
     """
     device, steps = torch.device(device), budget.steps if steps is None else steps
-    if ranks > 1 and (subnets is None or device.type != "cpu" or init_state is not None):
-        raise ValueError("ranks > 1 shares a sandwich's sub-networks between CPU processes "
-                         "training from scratch")  # fmt: skip
+    resume = _resume_of(cfg, budget, device, seed, steps, ranks=ranks, subnets=subnets,
+                        init_state=init_state, checkpoint=checkpoint,
+                        every=checkpoint_every)  # fmt: skip
     s = _prepare(cfg, budget, data, device=device, seed=seed, init_state=init_state, steps=steps)
     curve, train_s, peak = _train_steps(s, cfg, budget, data, seed, steps, subnets, progress,
-                                        ranks)  # fmt: skip
-    t1 = time.perf_counter()
-    scores, preview = evaluate(s.model, data.val, device=device, amp=s.amp,
-                               num_clips=budget.num_val_clips)  # fmt: skip
-    clips = steps * cfg.train.gradient_accumulation_steps * cfg.train.batch_size
-    result = TrainResult(
-        **scores, loss_curve=tuple(curve), steps=steps, samples_per_s=clips / train_s,
-        train_seconds=train_s, eval_seconds=time.perf_counter() - t1, peak_mem_mb=peak,
-        peak_mem_kind="cuda_allocated" if device.type == "cuda" else "cpu_tensors",
-        device=str(device), amp=amp_name(s.amp), seed=seed, budget=budget.name,
-        val_clips=min(budget.num_val_clips, len(data.val)),
-        params=sum(p.numel() for p in s.model.parameters()),
-    )  # fmt: skip
-    logger.info("trained %d steps in %.1f s: PSNR %.2f dB (input %.2f), SSIM %.4f",
-                steps, train_s, result.psnr_db, result.input_psnr_db, result.ssim)  # fmt: skip
-    return TrainedModel(model=s.model.eval(), result=result, preview=preview)
+                                        ranks, resume)  # fmt: skip
+    return _evaluated(s, cfg, budget, data, seed, curve, train_s, peak)
 
 
 def train(
