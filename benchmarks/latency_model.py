@@ -18,9 +18,11 @@ The direct measurement is built against this host's drift (its speed wanders by 
 an hour). Every network is built once; ``--passes`` passes visit them in turn (alternate passes
 in reverse order), a visit being one untimed and ``--repeats`` timed forwards. A fixed canary
 workload (one TMSA pair, 3x64x128 tokens of 96 channels, fp32) is timed before and after every
-visit, and each visit's forwards are also given *canary-normalised*: scaled by the run's median
-canary over the visit's own. A config's latency is the median of its forwards, raw and
-normalised.
+visit, and each visit's forwards are also given *canary-normalised*: scaled by the canary
+reading the config's table is scaled to (:mod:`search.measure.latency_model`: the host's speed
+when the table was created) over the visit's own readings, so that the prediction and the
+normalised measurement are at one speed of the host. A config's latency is the median of its
+forwards, raw and normalised.
 
 Printed per target: Kendall tau of predicted vs measured (raw and normalised) and of the old
 proxy vs measured, the median and worst absolute error of the prediction, and the seconds spent
@@ -35,6 +37,7 @@ profile: where a gap between parts and whole lies.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -48,7 +51,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from model import VRTSpike, VRTSpikeConfig  # noqa: E402
-from model.tmsa import TMSAGroup  # noqa: E402
 from search.cli import OneLineParser, natural_int, positive_int  # noqa: E402
 from search.measure.budgets import apply_budget, get_budget  # noqa: E402
 from search.measure.device import amp_name, config_amp  # noqa: E402
@@ -59,7 +61,7 @@ from search.measure.latency import (  # noqa: E402
     profile_parts,
     tune_malloc,
 )
-from search.measure.latency_model import predict_latency  # noqa: E402
+from search.measure.latency_model import canary_ms, predict_latency  # noqa: E402
 from search.measure.target import format_shape  # noqa: E402
 from search.report.ranks import kendall_tau  # noqa: E402
 from search.study.space import load_space  # noqa: E402
@@ -109,22 +111,6 @@ class Whole:
             return profile_parts(self.model, self.rgb, self.spike, runs=1)[0]
 
 
-def canary_timer() -> Callable[[], float]:
-    """The canary: median ms of 3 forwards of a fixed fp32 TMSA pair (after one untimed)."""
-    torch.manual_seed(0)
-    group = TMSAGroup(dim=96, heads=6, window=(2, 8, 8), mutual=True, mlp_ratio=2.0,
-                      drop_path=[0.0, 0.0])  # fmt: skip
-    x = torch.randn(1, 3, 64, 128, 96, generator=torch.Generator().manual_seed(0))
-
-    def reading() -> float:
-        with deploy_mode(group, CPU, None):
-            group(x)
-            timer = call_timer(lambda: group(x), CPU)
-            return statistics.median(timer() for _ in range(3))
-
-    return reading
-
-
 def describe(cfg: VRTSpikeConfig) -> str:
     m = cfg.model
     amp = amp_name(config_amp(cfg, "cpu")) or "fp32"
@@ -154,6 +140,7 @@ def run_target(
             table_canary.append(canary())
         rows.append({"config": i, "desc": describe(cfg), "shape": size,
                      "predicted_ms": pred.median_ms, "predicted_parts": pred.per_stage_ms,
+                     "table_reference_ms": pred.canary_ms,
                      "predict_s": seconds, "parts_measured": pred.measured_parts,
                      "visits": [], "measure_s": 0.0})  # fmt: skip
         print(f"{size} #{i:<2} {rows[-1]['desc']:<32} predicted {pred.median_ms:9.0f} (table "
@@ -171,10 +158,9 @@ def run_target(
             row["visits"].append({"pass": p, "samples_ms": samples, "canary_ms": [before, after]})
             print(f"{size} #{i:<2} pass {p + 1}: {', '.join(f'{v:.0f}' for v in samples)} ms, "
                   f"canary {before:.0f}/{after:.0f} ms", flush=True)  # fmt: skip
-    reference = statistics.median(c for r in rows for v in r["visits"] for c in v["canary_ms"])
     for i, row in enumerate(rows):
-        for v in row["visits"]:
-            factor = reference / statistics.mean(v["canary_ms"])
+        for v in row["visits"]:  # to the speed the config's table is scaled to
+            factor = row["table_reference_ms"] / statistics.mean(v["canary_ms"])
             v["normalised_ms"] = [s * factor for s in v["samples_ms"]]
         row["measured_ms"] = statistics.median(s for v in row["visits"] for s in v["samples_ms"])
         row["normalised_ms"] = statistics.median(
@@ -182,7 +168,6 @@ def run_target(
         )
         row["error"] = row["predicted_ms"] / row["measured_ms"] - 1
         row["normalised_error"] = row["predicted_ms"] / row["normalised_ms"] - 1
-        row["canary_reference_ms"] = reference
         row["table_canary_ms"] = table_canary
         if shape == SMALL:
             row["proxy_ms"] = proxy_ms(configs[i], max(repeats, 2))
@@ -309,7 +294,7 @@ def main() -> None:
     configs = configs[: args.configs]
     print(f"{len(configs)} configs, torch {torch.__version__}, {torch.get_num_threads()} threads",
           flush=True)  # fmt: skip
-    canary = canary_timer()
+    canary = functools.partial(canary_ms, CPU)
     small = run_target(configs, SMALL, args, args.repeats, args.passes, canary)
     large = (run_target(configs[: args.large], LARGE, args, args.large_repeats, args.large_passes,
                         canary) if args.large else [])  # fmt: skip

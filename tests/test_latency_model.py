@@ -18,6 +18,7 @@ from search.measure.latency_model import (
     LatencyTable,
     Probe,
     TableKey,
+    canary_ms,
     predict_latency,
     probes_of,
     table_for,
@@ -125,7 +126,7 @@ def test_a_changed_key_is_another_table_and_a_foreign_file_is_rebuilt(
     finally:
         torch.set_num_threads(threads)
     table.folder.mkdir(parents=True)
-    other = {"format": 1, "key": {"device_name": "elsewhere"}, "entries": {"flow": 1.0}}
+    other = {"format": 2, "key": {"device_name": "elsewhere"}, "entries": {"flow": 1.0}}
     table.path.write_text(json.dumps(other))
     assert table.load() == {}
     assert predict_latency(cfg, SHAPE, "cpu").measured_parts > 0
@@ -133,7 +134,7 @@ def test_a_changed_key_is_another_table_and_a_foreign_file_is_rebuilt(
 
 
 def test_a_failed_build_leaves_a_whole_table_with_what_it_finished(tables: Path) -> None:
-    table = LatencyTable(TableKey.here("cpu", SHAPE, None))
+    table = LatencyTable(TableKey.here("cpu", SHAPE, None), canary=lambda _: 100.0)
 
     def broken() -> dict[str, float]:
         raise RuntimeError("killed")
@@ -145,6 +146,26 @@ def test_a_failed_build_leaves_a_whole_table_with_what_it_finished(tables: Path)
     assert [p.name for p in table.folder.iterdir() if ".tmp-" in p.name] == []
     entries, measured = table.ensure([probes[0], Probe(("b",), "b", lambda: {"b": 2.0})])
     assert entries == {"a": 1.5, "b": 2.0} and measured == 1
+
+
+def test_entries_are_scaled_to_the_speed_the_host_had_when_the_table_was_created(
+    tables: Path,
+) -> None:
+    """The canary reads 100 ms at creation and 300 ms after part a (the host slowed down): a's
+    raw 10 ms were timed at a mean speed of 200, so the table holds 5; a later fill at 50 ms
+    scales b's 4 ms up to 8. Raw times and readings are kept beside the entries."""
+    readings = iter([100.0, 300.0, 50.0, 50.0])
+    table = LatencyTable(TableKey.here("cpu", SHAPE, None), canary=lambda _: next(readings))
+    entries, _ = table.ensure([Probe(("a",), "a", lambda: {"a": 10.0})])
+    assert entries == {"a": pytest.approx(5.0)} and table.canary_reference() == 100.0
+    entries, _ = table.ensure([Probe(("b",), "b", lambda: {"b": 4.0})])
+    assert entries == {"a": pytest.approx(5.0), "b": pytest.approx(8.0)}
+    stored = json.loads(table.path.read_text())
+    assert stored["raw"] == {"a": 10.0, "b": 4.0} and stored["canary_at"] == {"a": 200.0, "b": 50.0}
+    assert stored["canary_ms"] == 100.0 and stored["format"] == 2
+    assert canary_ms("cpu") > 0  # the real yardstick runs
+    pred = predict_latency(load_preset("tiny"), SHAPE, "cpu")
+    assert pred.to_dict()["canary_ms"] == pred.canary_ms > 0
 
 
 def _predict_in_process(folder: str) -> int:

@@ -20,8 +20,19 @@ A table holds the entries of one (device name, torch version, threads, ``T x H x
 digest of the ``model`` package's source, so that a change of the network is another table): a
 JSON file under ``studies/latency_tables/`` (``$VRTSPIKE_LATENCY_TABLES`` overrides). Missing
 entries are measured on first need under an exclusive file lock, so the workers of a host
-measure each entry once and reuse it; the file is replaced atomically after every measured part,
-so it is never half-written and a killed build keeps what it finished.
+measure each entry once and reuse it; the file is replaced atomically after every canary
+reading (below), so it is never half-written and a killed build keeps what it finished.
+
+**One speed for the whole table.** A CPU host's speed wanders by 20-30 % within minutes (one
+2-core Xeon: a fixed workload took 170-225 ms while a table filled and 138-163 ms a few minutes
+later), and a part is timed once, so each entry would carry its own moment's speed; entries
+filled on another day would carry another. A fixed fp32 workload, the *canary*
+(:func:`canary_ms`: one mutual TMSA pair of 96 channels over 3x64x128 tokens), is therefore
+timed when a table is created (its ``canary_ms``, the table's reference speed) and again at
+least every :data:`_CANARY_EVERY_S` seconds while parts are measured; each entry is its raw time
+scaled by the reference over the mean of the two readings around it. The file keeps the raw
+times and those readings beside the entries. A prediction is thus the latency at the speed the
+host had when the table was created (``canary_ms`` in the trial's record), for every entry alike.
 """
 
 from __future__ import annotations
@@ -34,6 +45,7 @@ import logging
 import math
 import os
 import re
+import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -60,6 +72,7 @@ from search.measure.target import format_shape
 
 __all__ = [
     "TABLES_ENV",
+    "canary_ms",
     "LatencyTable",
     "Prediction",
     "Probe",
@@ -75,12 +88,15 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TABLES_ENV = "VRTSPIKE_LATENCY_TABLES"
-_FORMAT = 1
+_FORMAT = 2  # 2: entries scaled to the table's canary speed (1: raw, without canary)
 _PAD = 8  # the network pads H and W to a multiple of 8
 _TARGET_MS = 2000.0  # a part is timed for about this long (at least 2, at most 10 runs)
+_CANARY_EVERY_S = 10.0  # seconds of part measurements between two canary readings (at most)
 
 Progress = Callable[[int, int, str, float], None]
 """Called after each measured part with (done, to do, what, seconds it took)."""
+Canary = Callable[[torch.device], float]
+"""Device -> ms of the fixed canary workload there now (:func:`canary_ms`)."""
 
 
 def default_table_dir() -> Path:
@@ -149,12 +165,15 @@ class Prediction:
     table: str
     measured_parts: int
     rgb_shape: tuple[int, ...]
+    canary_ms: float
 
     def to_dict(self) -> dict[str, Any]:
-        """The trial's ``latency`` record (``source``: ``predicted``)."""
+        """The trial's ``latency`` record (``source``: ``predicted``; ``canary_ms``: the speed
+        of the host the table's entries are scaled to)."""
         return {
             "median_ms": self.median_ms,
             "source": "predicted",
+            "canary_ms": self.canary_ms,
             "table": self.table,
             "measured_parts": self.measured_parts,
             "terms": [list(t) for t in self.terms],
@@ -163,31 +182,49 @@ class Prediction:
 
 
 class LatencyTable:
-    """The entries of one :class:`TableKey`, in ``folder`` (default :func:`default_table_dir`)."""
+    """The entries of one :class:`TableKey`, in ``folder`` (default :func:`default_table_dir`),
+    measured on ``device``; ``canary`` times the host's speed (default :func:`canary_ms`)."""
 
-    def __init__(self, key: TableKey, folder: Path | None = None) -> None:
+    def __init__(
+        self,
+        key: TableKey,
+        folder: Path | None = None,
+        device: torch.device | str = "cpu",
+        canary: Canary | None = None,
+    ) -> None:
         self.key = key
         self.folder = Path(folder) if folder is not None else default_table_dir()
         self.path = self.folder / key.file_name()
+        self.device = torch.device(device)
+        self._canary = canary
 
-    def load(self) -> dict[str, float]:
-        """The stored entries ({} when there is no table, or one of another key)."""
+    def _read(self) -> dict[str, Any]:
+        """The stored file (entries empty when there is none, or one of another key/format)."""
+        empty: dict[str, Any] = {"canary_ms": None, "entries": {}, "raw": {}, "canary_at": {}}
         try:
             data = json.loads(self.path.read_text())
         except FileNotFoundError:
-            return {}
+            return empty
         if data.get("format") != _FORMAT or data.get("key") != self._key_record():
             logger.warning("latency table %s has another key or format; rebuilding", self.path)
-            return {}
-        return {k: float(v) for k, v in data["entries"].items()}
+            return empty
+        return data
+
+    def load(self) -> dict[str, float]:
+        """The stored entries, scaled to the table's canary speed ({} when there are none)."""
+        return {k: float(v) for k, v in self._read()["entries"].items()}
+
+    def canary_reference(self) -> float | None:
+        """The canary ms the entries are scaled to (None before the table exists)."""
+        return self._read()["canary_ms"]
 
     def _key_record(self) -> dict[str, Any]:
         """The key as its JSON file stores it (the shape as a list)."""
         return {**asdict(self.key), "shape": list(self.key.shape)}
 
-    def _write(self, entries: dict[str, float]) -> None:
+    def _write(self, data: dict[str, Any]) -> None:
         """Replace the file atomically (a reader sees the old table or the new one)."""
-        data = {"format": _FORMAT, "key": self._key_record(), "entries": entries}
+        data = {**data, "format": _FORMAT, "key": self._key_record()}
         tmp = self.folder / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         try:
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
@@ -211,24 +248,56 @@ class LatencyTable:
         """Measure the probes whose entries are missing; returns (entries, parts measured).
 
         Holds the table's lock while measuring: another process that needs the same table waits,
-        then finds the entries and measures nothing.
+        then finds the entries and measures nothing. Entries are scaled to the table's canary
+        speed (see the module doc) and written at every canary reading, and when a probe fails.
         """
         entries = self.load()
         if all(k in entries for p in probes for k in p.keys):
             return entries, 0
         with self._locked():
-            entries = self.load()
-            todo = list(dict.fromkeys(p for p in probes if any(k not in entries for k in p.keys)))
-            for i, probe in enumerate(todo, start=1):
-                started = time.perf_counter()
-                entries.update({k: v for k, v in probe.run().items() if k not in entries})
-                self._write(entries)
-                seconds = time.perf_counter() - started
-                logger.info("latency table %s: [%d/%d] %s (%.1f s)",
-                            self.path.name, i, len(todo), probe.what, seconds)  # fmt: skip
-                if progress is not None:
-                    progress(i, len(todo), probe.what, seconds)
-        return entries, len(todo)
+            data = self._read()
+            todo = [
+                p for p in dict.fromkeys(probes) if any(k not in data["entries"] for k in p.keys)
+            ]
+            if todo:
+                self._measure(data, todo, progress)
+            return {k: float(v) for k, v in data["entries"].items()}, len(todo)
+
+    def _measure(self, data: dict[str, Any], todo: list[Probe], progress: Progress | None) -> None:
+        """Run ``todo``, reading the canary before, after and every :data:`_CANARY_EVERY_S`."""
+        canary = self._canary or canary_ms
+        last, since = canary(self.device), time.perf_counter()
+        if data["canary_ms"] is None:
+            data["canary_ms"] = last
+        pending: dict[str, float] = {}
+
+        def flush() -> None:
+            nonlocal last, since
+            now = canary(self.device)
+            speed = (last + now) / 2
+            for k, raw in pending.items():
+                data["raw"][k], data["canary_at"][k] = raw, speed
+                data["entries"][k] = raw * data["canary_ms"] / speed
+            self._write(data)
+            pending.clear()
+            last, since = now, time.perf_counter()
+
+        for i, probe in enumerate(todo, start=1):
+            started = time.perf_counter()
+            try:
+                got = probe.run()
+            except BaseException:
+                if pending:
+                    flush()  # keep what was finished
+                raise
+            pending.update({k: v for k, v in got.items() if k not in data["entries"]})
+            seconds = time.perf_counter() - started
+            if i == len(todo) or time.perf_counter() - since >= _CANARY_EVERY_S:
+                flush()
+            logger.info("latency table %s: [%d/%d] %s (%.1f s)",
+                        self.path.name, i, len(todo), probe.what, seconds)  # fmt: skip
+            if progress is not None:
+                progress(i, len(todo), probe.what, seconds)
 
 
 # ---- timing ------------------------------------------------------------------------------------
@@ -254,6 +323,32 @@ def _time_ms(run: Callable[[], object], device: torch.device) -> float:
     once, _ = _warm_up(run, device)
     first = once()
     return summarize_samples([first, *(once() for _ in range(_runs(first, 9)))]).median_ms
+
+
+_CANARIES: dict[str, Callable[[], float]] = {}
+
+
+def canary_ms(device: torch.device | str = "cpu") -> float:
+    """Median ms of 3 forwards (after an untimed one) of the canary on ``device``: one mutual
+    TMSA pair (96 channels, 6 heads, window 2x8x8, MLP ratio 2) over 1x3x64x128 tokens, fp32,
+    inference mode. Built once per device and process, always with the same weights and input."""
+    device = torch.device(device)
+    if str(device) not in _CANARIES:
+        gen = torch.Generator().manual_seed(0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            group = TMSAGroup(dim=96, heads=6, window=(2, 8, 8), mutual=True, mlp_ratio=2.0,
+                              drop_path=[0.0, 0.0]).to(device)  # fmt: skip
+        x = torch.randn(1, 3, 64, 128, 96, generator=gen).to(device)
+
+        def reading() -> float:
+            with deploy_mode(group, device, None):
+                group(x)
+                timer = call_timer(lambda: group(x), device)
+                return statistics.median(timer() for _ in range(3))
+
+        _CANARIES[str(device)] = reading
+    return _CANARIES[str(device)]()
 
 
 def _pad(size: int) -> int:
@@ -460,7 +555,7 @@ def table_for(
     folder: Path | None = None,
 ) -> LatencyTable:
     """The table ``cfg``'s prediction reads (this process's threads, ``cfg``'s AMP)."""
-    return LatencyTable(TableKey.here(device, shape, config_amp(cfg, device)), folder)
+    return LatencyTable(TableKey.here(device, shape, config_amp(cfg, device)), folder, device)
 
 
 def predict_latency(
@@ -492,4 +587,5 @@ def predict_latency(
         table=str(table.path),
         measured_parts=measured,
         rgb_shape=(1, shape[0], 3, shape[1], shape[2]),
+        canary_ms=float(table.canary_reference() or 0.0),
     )
