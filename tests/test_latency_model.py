@@ -163,6 +163,14 @@ def test_entries_are_scaled_to_the_speed_the_host_had_when_the_table_was_created
     stored = json.loads(table.path.read_text())
     assert stored["raw"] == {"a": 10.0, "b": 4.0} and stored["canary_at"] == {"a": 200.0, "b": 50.0}
     assert stored["canary_ms"] == 100.0 and stored["format"] == 2
+    # another dtype's table of this host is scaled to the same reference, not to its own reading
+    readings = iter([120.0, 120.0])
+    bf16 = LatencyTable(
+        TableKey.here("cpu", SHAPE, torch.bfloat16), canary=lambda _: next(readings)
+    )
+    entries, _ = bf16.ensure([Probe(("c",), "c", lambda: {"c": 6.0})])
+    assert bf16.path != table.path and bf16.canary_reference() == 100.0
+    assert entries == {"c": pytest.approx(5.0)}
     assert canary_ms("cpu") > 0  # the real yardstick runs
     pred = predict_latency(load_preset("tiny"), SHAPE, "cpu")
     assert pred.to_dict()["canary_ms"] == pred.canary_ms > 0

@@ -28,9 +28,11 @@ reading (below), so it is never half-written and a killed build keeps what it fi
 later), and a part is timed once, so each entry would carry its own moment's speed; entries
 filled on another day would carry another. A fixed fp32 workload, the *canary*
 (:func:`canary_ms`: one mutual TMSA pair of 96 channels over 3x64x128 tokens), is therefore
-timed when a table is created (its ``canary_ms``, the table's reference speed) and again at
-least every :data:`_CANARY_EVERY_S` seconds while parts are measured; each entry is its raw time
-scaled by the reference over the mean of the two readings around it. The file keeps the raw
+timed when a table is created and again at least every :data:`_CANARY_EVERY_S` seconds while
+parts are measured; each entry is its raw time scaled by the reference over the mean of the two
+readings around it. The reference (a table's ``canary_ms``) is one per device name, torch version
+and thread count in the folder (``canary-*.json``, the first reading any table took), so the
+fp32 and bf16 tables of a host, and those of every shape, are on one speed. The file keeps the raw
 times and those readings beside the entries. A prediction is thus the latency at the speed the
 host had when the table was created (``canary_ms`` in the trial's record), for every entry alike.
 """
@@ -218,6 +220,25 @@ class LatencyTable:
         """The canary ms the entries are scaled to (None before the table exists)."""
         return self._read()["canary_ms"]
 
+    def _host_reference(self, reading: float) -> float:
+        """The canary ms every table of this device, torch version and thread count in the
+        folder is scaled to: the first reading any of them took (``reading`` if this is it)."""
+        k = self.key
+        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{k.device_name}-{k.torch}").strip("-")
+        path = self.folder / f"canary-{slug}-t{k.threads}.json"
+        with open(path.with_suffix(".lock"), "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                if path.exists():
+                    return float(json.loads(path.read_text())["canary_ms"])
+                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+                tmp.write_text(json.dumps({"canary_ms": reading, "device_name": k.device_name,
+                                           "torch": k.torch, "threads": k.threads}))  # fmt: skip
+                os.replace(tmp, path)
+                return reading
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def _key_record(self) -> dict[str, Any]:
         """The key as its JSON file stores it (the shape as a list)."""
         return {**asdict(self.key), "shape": list(self.key.shape)}
@@ -268,7 +289,7 @@ class LatencyTable:
         canary = self._canary or canary_ms
         last, since = canary(self.device), time.perf_counter()
         if data["canary_ms"] is None:
-            data["canary_ms"] = last
+            data["canary_ms"] = self._host_reference(last)
         pending: dict[str, float] = {}
 
         def flush() -> None:
