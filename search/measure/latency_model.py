@@ -107,6 +107,32 @@ def default_table_dir() -> Path:
     return Path(env) if env else Path.cwd() / "studies" / "latency_tables"
 
 
+def _slug(text: str) -> str:
+    """``text`` with every run of other characters than letters and digits as one ``-``."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")
+
+
+@contextlib.contextmanager
+def _flocked(lock: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on the file ``lock`` (created if missing)."""
+    with open(lock, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace ``path`` with ``data`` as JSON atomically (a temporary file, then a rename)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 @dataclass(frozen=True)
 class TableKey:
     """What a table's entries are valid for (a change of any field is another table)."""
@@ -135,7 +161,7 @@ class TableKey:
     def file_name(self) -> str:
         """A readable, unique file name."""
         digest = hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", self.device_name).strip("-")[:32]
+        slug = _slug(self.device_name)[:32]
         return f"{slug}-{format_shape(self.shape)}-{self.dtype}-t{self.threads}-{digest[:8]}.json"
 
 
@@ -224,20 +250,14 @@ class LatencyTable:
         """The canary ms every table of this device, torch version and thread count in the
         folder is scaled to: the first reading any of them took (``reading`` if this is it)."""
         k = self.key
-        slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{k.device_name}-{k.torch}").strip("-")
-        path = self.folder / f"canary-{slug}-t{k.threads}.json"
-        with open(path.with_suffix(".lock"), "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                if path.exists():
-                    return float(json.loads(path.read_text())["canary_ms"])
-                tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-                tmp.write_text(json.dumps({"canary_ms": reading, "device_name": k.device_name,
-                                           "torch": k.torch, "threads": k.threads}))  # fmt: skip
-                os.replace(tmp, path)
-                return reading
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        path = self.folder / f"canary-{_slug(f'{k.device_name}-{k.torch}')}-t{k.threads}.json"
+        with _flocked(path.with_suffix(".lock")):
+            if path.exists():
+                return float(json.loads(path.read_text())["canary_ms"])
+            record = {"canary_ms": reading, "device_name": k.device_name, "torch": k.torch,
+                      "threads": k.threads}  # fmt: skip
+            _write_json(path, record)
+            return reading
 
     def _key_record(self) -> dict[str, Any]:
         """The key as its JSON file stores it (the shape as a list)."""
@@ -245,23 +265,13 @@ class LatencyTable:
 
     def _write(self, data: dict[str, Any]) -> None:
         """Replace the file atomically (a reader sees the old table or the new one)."""
-        data = {**data, "format": _FORMAT, "key": self._key_record()}
-        tmp = self.folder / f".{self.path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-            os.replace(tmp, self.path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        _write_json(self.path, {**data, "format": _FORMAT, "key": self._key_record()})
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with _flocked(self.path.with_suffix(".lock")):
+            yield
 
     def ensure(
         self, probes: Sequence[Probe], progress: Progress | None = None
