@@ -13,6 +13,7 @@ import torch
 
 from model import VRTSpikeConfig
 from search.measure.budgets import Budget
+from search.measure.resume import read_torch
 from search.measure.train import TrainDataError, TrainedModel
 
 __all__ = ["load_checkpoint", "save_checkpoint"]
@@ -48,11 +49,7 @@ def load_checkpoint(path: str | Path, *, required: tuple[str, ...] = _KEYS) -> d
     Raises:
         TrainDataError: unreadable file or not a checkpoint with those keys.
     """
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a corrupt file raises pickle, struct, EOF... errors
-        why = " ".join(str(err).split())[:300]
-        raise TrainDataError(f"{path}: cannot read checkpoint ({why})") from err
+    payload = read_torch(path, "checkpoint", TrainDataError)
     if not isinstance(payload, dict) or set(required) - set(payload):
         raise TrainDataError(f"{path}: not a checkpoint (needs keys {list(required)})")
     return payload

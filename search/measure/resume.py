@@ -28,7 +28,7 @@ import torch
 from model.errors import VRTSpikeError
 
 __all__ = ["ResumeError", "RunIdentity", "capture_rng", "load_run_state", "restore_rng"]
-__all__ += ["save_run_state"]
+__all__ += ["read_torch", "save_run_state"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,16 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def read_torch(path: str | Path, what: str, error: type[Exception]) -> Any:
+    """``torch.load`` of ``path`` (weights only, tensors on the CPU); an unreadable file raises
+    ``error("<path>: cannot read <what> (<why>)")``."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a corrupt file raises pickle, struct, EOF... errors
+        why = " ".join(str(err).split())[:300]
+        raise error(f"{path}: cannot read {what} ({why})") from err
+
+
 def save_run_state(path: Path, identity: RunIdentity, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, lists and dicts of them) for ``identity``,
     atomically: a temporary file in the same folder, then renamed over ``path``."""
@@ -106,11 +116,7 @@ def load_run_state(path: Path, identity: RunIdentity) -> dict[str, Any] | None:
     """
     if not path.exists():
         return None
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - a corrupt file raises pickle, struct, EOF... errors
-        why = " ".join(str(err).split())[:300]
-        raise ResumeError(f"{path}: cannot read the saved training state ({why})") from err
+    payload = read_torch(path, "the saved training state", ResumeError)
     if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
         raise ResumeError(f"{path}: not a training state of format {_FORMAT}")
     saved = payload.get("identity", {})
