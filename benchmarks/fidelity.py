@@ -152,15 +152,30 @@ def _inherited(
     return {"gain_db": gain, "seconds": time.perf_counter() - start}
 
 
-def _jobs(args: argparse.Namespace, n: int) -> list[tuple[str, int]]:
+def _jobs(args: argparse.Namespace, costs: list[float | None]) -> list[tuple[str, int]]:
     """(signal, config index) of this shard: the cheap signals of every config first, then the
-    truth config by config (both seeds), so that a stopped run has complete configurations."""
+    truth config by config (every seed), so that a stopped run has complete configurations.
+    The truth takes the configurations whose earlier truth jobs were quickest first (``costs``:
+    their mean seconds, None where none ran; those come last, in order), so that the shards of
+    a sitting too short for every job finish as many as they can."""
+    n = len(costs)
     cheap = [s for s in SIGNALS[:3] if s in args.signals]
     jobs = [(sig, i) for i in range(n) for sig in cheap]
     if "truth" in args.signals:
-        jobs += [(f"truth{s}", i) for i in range(n) for s in args.truth_seeds]
+        order = sorted(range(n), key=lambda i: (costs[i] is None, costs[i] or 0.0, i))
+        jobs += [(f"truth{s}", i) for i in order for s in args.truth_seeds]
     k, of = args.shard
     return jobs[k::of]
+
+
+def _truth_costs(results: dict, keys: list[str], steps: int) -> list[float | None]:
+    """Mean seconds of the truth jobs of ``steps`` steps the file holds for each accuracy key."""
+    out: list[float | None] = []
+    for key in keys:
+        secs = [v["seconds"] for k, v in results.items()
+                if k.startswith("truth") and k.endswith(f"@{steps}/{key}")]  # fmt: skip
+        out.append(statistics.mean(secs) if secs else None)
+    return out
 
 
 class _Parent:
@@ -222,8 +237,9 @@ def _run(args: argparse.Namespace, configs: list[VRTSpikeConfig], results: dict)
     data = load_data("synthetic", budget, seed=0)
     parent = _Parent(args, budget, data)
     made = _provenance(args.device)
-    for sig, i in _jobs(args, len(configs)):
-        key = f"{_signal_name(sig, args, budget)}/{accuracy_key(apply_budget(configs[i], budget))}"
+    keys = [accuracy_key(apply_budget(c, budget)) for c in configs]
+    for sig, i in _jobs(args, _truth_costs(results, keys, _truth_steps(args, budget))):
+        key = f"{_signal_name(sig, args, budget)}/{keys[i]}"
         if key in results:
             continue
         cfg = configs[i]
