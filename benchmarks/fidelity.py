@@ -46,7 +46,6 @@ import argparse
 import itertools
 import json
 import logging
-import os
 import statistics
 import subprocess
 import time
@@ -57,6 +56,7 @@ import torch
 
 from model import VRTSpike, VRTSpikeConfig
 from search.cli import OneLineParser, natural_int, positive_int, step_printer
+from search.files import atomic_path
 from search.measure.budgets import Budget, apply_budget, get_budget
 from search.measure.device import config_amp, device_name, model_code_digest
 from search.measure.train import StepProgress, evaluate, train_model
@@ -106,9 +106,8 @@ def _merge(path: Path, key: str, value: dict) -> dict[str, dict]:
     with host_lock("fidelity", str(path.resolve())):
         results = json.loads(path.read_text()) if path.exists() else {}
         results[key] = value
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     return results
 
 

@@ -8,6 +8,8 @@
 - :mod:`search.report`: reading a study: the Pareto helpers, the front report, export, the
   dashboard and its charts. It never imports the runner (objective, runner, worker, trainer).
 
+:mod:`search.files` (atomic file writes) sits below them all: it imports nothing of the service.
+
 ``search.budgets``, ``search.latency``, ``search.metrics`` and ``search.space`` are the stable
 import paths of the names users import most (``from search.metrics import psnr, ssim``); the
 command lines are ``run_study.py``, ``python -m search.train_cli`` and ``python -m search.data``.

@@ -12,12 +12,12 @@ saving.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import numpy as np
 
 from search.data.errors import DataError
+from search.files import atomic_path
 
 __all__ = ["frame_bytes", "dat_frame_count", "read_dat", "write_dat"]
 
@@ -112,9 +112,6 @@ def write_dat(path: str | Path, spikes: np.ndarray, *, flipud: bool = True) -> N
         spikes = spikes[:, ::-1]
     flat = np.ascontiguousarray(spikes).reshape(n, h * w)
     packed = np.packbits(flat, axis=1, bitorder="little")  # (N, ceil(H*W/8)), zero-padded
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(packed.tobytes())
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(packed.tobytes())
     logger.debug("wrote %d spike frames of %dx%d to %s", n, h, w, path)

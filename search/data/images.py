@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 
 from search.data.errors import DataError
+from search.files import atomic_path
 
 __all__ = ["IMAGE_SUFFIXES", "read_rgb", "write_rgb", "image_size"]
 
@@ -62,8 +62,5 @@ def write_rgb(path: str | Path, image: np.ndarray) -> None:
             f"{path}: expected uint8 (3, H, W) or (H, W, 3), got {image.dtype} {image.shape}"
         )
     hwc = image.transpose(1, 2, 0) if image.shape[0] == 3 else image  # (H, W, 3)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    _pil().fromarray(np.ascontiguousarray(hwc)).save(tmp, compress_level=1)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        _pil().fromarray(np.ascontiguousarray(hwc)).save(tmp, compress_level=1)

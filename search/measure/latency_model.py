@@ -49,7 +49,6 @@ import os
 import re
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -62,6 +61,7 @@ from model.chunking import Chunking
 from model.config import stage_scale_index
 from model.spike import SpikeTemporalSelfAttention, TemporalCrossAttentionFusion
 from model.tmsa import TMSAGroup
+from search.files import atomic_path
 from search.measure.device import amp_name, config_amp, device_name, model_code_digest
 from search.measure.latency import (
     call_timer,
@@ -125,12 +125,8 @@ def _flocked(lock: Path) -> Iterator[None]:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Replace ``path`` with ``data`` as JSON atomically (a temporary file, then a rename)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

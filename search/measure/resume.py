@@ -16,7 +16,6 @@ state of another run is refused, not silently continued.
 from __future__ import annotations
 
 import logging
-import os
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 
 from model.errors import VRTSpikeError
+from search.files import atomic_path
 
 __all__ = ["ResumeError", "RunIdentity", "capture_rng", "load_run_state", "restore_rng"]
 __all__ += ["read_torch", "save_run_state"]
@@ -99,13 +99,8 @@ def read_torch(path: str | Path, what: str, error: type[Exception]) -> Any:
 def save_run_state(path: Path, identity: RunIdentity, state: dict[str, Any]) -> None:
     """Write ``state`` (tensors, numbers, strings, lists and dicts of them) for ``identity``,
     atomically: a temporary file in the same folder, then renamed over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": _FORMAT, "identity": asdict(identity), "state": state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_run_state(path: Path, identity: RunIdentity) -> dict[str, Any] | None:

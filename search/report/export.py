@@ -9,8 +9,6 @@ machine, the trained proxy (``trained_config``) differs; the provenance block sa
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from model import VRTSpikeConfig
 from model.config import PROVENANCE_KEY
+from search.files import atomic_path
 from search.report.pareto import Policy, SelectionError, select_index
 from search.study.record import StudyRecord, TrialRecord
 from search.study.storage import StorageURL, StudyError
@@ -112,15 +111,7 @@ def export_trial(
         raise StudyError(f"trial {trial.number} has no stored {what}; cannot rebuild it")
     cfg = VRTSpikeConfig.from_dict(stored)
     block = provenance(study, rec, storage=storage, policy=policy, proxy=proxy)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(cfg.to_yaml_text(extra={PROVENANCE_KEY: block}))
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(out) as tmp:
+        tmp.write_text(cfg.to_yaml_text(extra={PROVENANCE_KEY: block}))
     logger.info("exported trial %d of %s to %s", trial.number, study.study_name, out)
     return cfg

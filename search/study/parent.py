@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ import torch
 
 from model import VRTSpikeConfig
 from model.errors import ConfigError, VRTSpikeError
+from search.files import atomic_path
 from search.inherit import (
     FREE,
     SHRINKABLE,
@@ -232,13 +232,8 @@ def load_parent(path: str | Path) -> Parent:
 
 def _write(path: Path, payload: Mapping[str, Any]) -> None:
     """Write ``payload`` whole: a temporary file beside ``path``, then renamed over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(dict(payload), tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _build(
