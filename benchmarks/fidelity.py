@@ -58,6 +58,7 @@ from model import VRTSpike, VRTSpikeConfig
 from search.cli import OneLineParser, natural_int, positive_int, step_printer
 from search.files import atomic_path
 from search.measure.budgets import Budget, apply_budget, get_budget
+from search.measure.cost import param_count
 from search.measure.device import config_amp, device_name, model_code_digest
 from search.measure.train import StepProgress, evaluate, train_model
 from search.report.ranks import jackknife_se, kendall_tau, spearman_rho, top_overlap
@@ -291,7 +292,7 @@ def _report(args: argparse.Namespace, configs: list, results: dict) -> None:
         print(f"this code's parent ({current}) has no results; the inherited signals below are "
               "those of the parents stored in the file")  # fmt: skip
     print("signal     tau (se)    rho  top-3  s/config  gains (dB) in config order")
-    params = [float(_param_count(trained[k])) for k in done]
+    params = [float(param_count(trained[k])) for k in done]
     _rank_row("params", params, truth, 0.0, " ".join(f"{v / 1e6:.3f}M" for v in params))
     _signal_row("scratch", "scratch", done, truth, results, 0.0)
     for digest in sorted(stored, key=lambda d: d != current):
@@ -323,12 +324,6 @@ def _rank_row(label: str, vals: list[float], truth: list[float], secs: float, sh
     tau, se = kendall_tau(vals, truth), jackknife_se(kendall_tau, vals, truth)
     print(f"{label:9} {tau:+.2f} ({se:.2f}) {spearman_rho(vals, truth):+.2f}"
           f"  {top_overlap(vals, truth, 3)}/3  {secs:8.0f}  {shown}")  # fmt: skip
-
-
-def _param_count(cfg: VRTSpikeConfig) -> int:
-    """Parameters of ``cfg`` (built on the meta device: nothing is allocated)."""
-    with torch.device("meta"):
-        return sum(p.numel() for p in VRTSpike(cfg).parameters())
 
 
 def _shard(text: str) -> tuple[int, int]:

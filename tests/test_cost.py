@@ -7,13 +7,18 @@ import json
 import pytest
 
 from model import VRTSpike, load_preset
-from search.measure.cost import count_cost
+from search.measure.cost import count_cost, param_count
 
 
 def test_params_match_a_real_instance_and_parts_add_up() -> None:
     cfg = load_preset("tiny")
     cost = count_cost(cfg, frames=3, height=32, width=32)
     assert cost.params == sum(p.numel() for p in VRTSpike(cfg).parameters())
+    assert param_count(cfg) == cost.params
+    assert (
+        param_count(load_preset("baseline"))
+        == count_cost(load_preset("baseline"), frames=1, height=16, width=16).params
+    )
     model_parts = VRTSpike(cfg).part_names()
     assert list(cost.flops_per_part) == [*model_parts, "other"]
     assert sum(cost.flops_per_part.values()) == cost.flops

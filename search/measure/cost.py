@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from model import VRTSpike, VRTSpikeConfig
 from model.sdpa import math_attention
 
-__all__ = ["Cost", "count_cost"]
+__all__ = ["Cost", "count_cost", "param_count"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,16 @@ def count_cost(cfg: VRTSpikeConfig, *, frames: int, height: int, width: int) -> 
     return _count_cost_cached(cfg, frames, height, width)
 
 
+def param_count(cfg: VRTSpikeConfig) -> int:
+    """Parameters of ``VRTSpike(cfg)``, built on the meta device (nothing is allocated)."""
+    with torch.device("meta"):
+        return _params(VRTSpike(cfg))
+
+
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
 @functools.lru_cache(maxsize=128)
 def _count_cost_cached(cfg: VRTSpikeConfig, frames: int, height: int, width: int) -> Cost:
     k = cfg.data.num_voxel_bins
@@ -89,7 +100,7 @@ def _count_cost_cached(cfg: VRTSpikeConfig, frames: int, height: int, width: int
         model = VRTSpike(cfg)
         rgb = torch.empty(1, frames, 3, height, width)
         spike = torch.empty(1, frames, k, height, width)
-    params = sum(p.numel() for p in model.parameters())
+    params = _params(model)
     counter = FlopCounterMode(display=False)
     parts: dict[str, int] = {}
 
