@@ -46,7 +46,7 @@ def test_objective_with_fixed_trial(workdir: Path) -> None:
         device="cpu",
         seed=0,
     )
-    params = {"MODEL.VRT_DEPTHS[7]": 1, "MODEL.WINDOW_SIZE": 3, "MODEL.FUSE.CHUNK_SIZE": 4}
+    params = {"MODEL.VRT_DEPTHS[7]": 1, "MODEL.WINDOW_SIZE": 3, "MODEL.FUSE.CHUNK_SIZE": 8}
     trial = optuna.trial.FixedTrial(params)
     latency_ms, psnr_db = objective(trial)
     assert latency_ms > 0 and 0 < psnr_db < 100
@@ -54,7 +54,7 @@ def test_objective_with_fixed_trial(workdir: Path) -> None:
     cfg = VRTSpikeConfig.from_dict(attrs["config"])
     assert cfg.model.window_size == 3 and cfg.model.vrt_depths[7] == 1
     assert cfg == load_preset("tiny").with_overrides(
-        {"MODEL.VRT_DEPTHS[7]": 1, "MODEL.WINDOW_SIZE": 3, "MODEL.FUSE.CHUNK_SIZE": 4}
+        {"MODEL.VRT_DEPTHS[7]": 1, "MODEL.WINDOW_SIZE": 3, "MODEL.FUSE.CHUNK_SIZE": 8}
     )
     assert attrs["latency"]["median_ms"] == latency_ms
     assert set(attrs["per_stage_ms"]) >= {"flow", "stage1", "stage8", "fusion1"}
@@ -93,8 +93,8 @@ def test_cli_study_resume_reuse_pareto_and_export(
     assert len(study.trials) == 2
     # two trials that differ only in fusion chunking: the second must reuse the first's PSNR
     base = {"MODEL.VRT_DEPTHS[7]": 2, "MODEL.WINDOW_SIZE": 4}
+    study.enqueue_trial({**base, "MODEL.FUSE.CHUNK_SIZE": 16})
     study.enqueue_trial({**base, "MODEL.FUSE.CHUNK_SIZE": 8})
-    study.enqueue_trial({**base, "MODEL.FUSE.CHUNK_SIZE": 4})
     assert _cli(*common, "--trials", "4") == 0  # resume to the requested total
     trials = optuna.load_study(study_name="t", storage=url).trials
     assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)

@@ -10,7 +10,8 @@ deployment config at full widths (:mod:`search.measure.target`).
 Measured per trial (training + validation + latency + cost model; ``benchmarks/measure_bench.py``):
 
 - ``smoke``: seconds per trial on 2 CPU cores (``tiny`` 5 s, ``baseline`` 13 s); for tests and
-  for trying the service.
+  for trying the service. Its direct latency is one block of forwards, flagged noisy but never
+  measured again.
 - ``cpu``: the default without a GPU; ``tiny`` 16 s, ``baseline`` (widths 96 -> 24) 66 s per
   trial on 2 cores when the proxy itself was timed (before latency targets); a trial now
   predicts its latency from the table, measuring only the parts the table lacks.
@@ -65,6 +66,9 @@ class Budget:
         latency_size: H = W of the default latency target's input.
         latency_warmup: Untimed forwards before a direct measurement.
         latency_repeats: Timed forwards per block of a direct measurement.
+        latency_blocks: Most blocks of a direct measurement: a block whose forwards vary by more
+            than the threshold is measured again, up to this many blocks in all
+            (:func:`search.measure.latency.repeat_until_stable`).
         parent_steps: Sandwich steps of the space's elastic parent (:mod:`search.study.parent`).
         parent_subnets: Random sub-networks per sandwich step, besides the largest and the
             smallest.
@@ -94,6 +98,7 @@ class Budget:
     latency_size: int
     latency_warmup: int
     latency_repeats: int
+    latency_blocks: int
     parent_steps: int
     parent_subnets: int
     parent_ranks: int
@@ -114,8 +119,10 @@ class Budget:
             raise ConfigError(f"budget {self.name}: parent_steps must be >= 1, subnets >= 0")
         if not 1 <= self.parent_ranks <= 2 + self.parent_subnets:
             raise ConfigError(f"budget {self.name}: parent_ranks must be in [1, 2 + subnets]")
-        if self.latency_repeats < 2 or self.latency_warmup < 0:
-            raise ConfigError(f"budget {self.name}: latency needs >= 2 repeats, >= 0 warm-up")
+        if self.latency_repeats < 2 or self.latency_warmup < 0 or self.latency_blocks < 1:
+            raise ConfigError(
+                f"budget {self.name}: latency needs >= 2 repeats, >= 0 warm-up, >= 1 block"
+            )
 
     @property
     def latency_shape(self) -> tuple[int, int, int]:
@@ -164,6 +171,7 @@ BUDGETS: dict[str, Budget] = {
             latency_size=32,
             latency_warmup=1,
             latency_repeats=5,
+            latency_blocks=1,
             parent_steps=4,
             parent_subnets=1,
             parent_ranks=1,
@@ -189,6 +197,7 @@ BUDGETS: dict[str, Budget] = {
             latency_size=256,
             latency_warmup=1,
             latency_repeats=3,
+            latency_blocks=3,
             parent_steps=600,
             parent_subnets=1,
             parent_ranks=1,  # two one-thread processes: 0.93x on a 2-core EPYC (parent_speed.py)
@@ -214,6 +223,7 @@ BUDGETS: dict[str, Budget] = {
             latency_size=256,
             latency_warmup=10,
             latency_repeats=30,
+            latency_blocks=3,
             parent_steps=1500,
             parent_subnets=2,
             parent_ranks=1,

@@ -259,6 +259,7 @@ class Objective:
                 amp=config_amp(cfg, self.device),
                 warmup=self.budget.latency_warmup,
                 repeats=self.budget.latency_repeats,
+                max_attempts=self.budget.latency_blocks,
                 profile_runs=max(1, self.budget.latency_repeats // 4),
             )
         finally:

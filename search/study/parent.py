@@ -184,7 +184,7 @@ class Parent:
 
 
 _NOT_PARENT = ("description", "steps", "finetune_lr", "latency_frames", "latency_size")
-_NOT_PARENT += ("latency_warmup", "latency_repeats")
+_NOT_PARENT += ("latency_warmup", "latency_repeats", "latency_blocks")
 """Budget fields that only a trial uses: they do not change the parent."""
 
 
