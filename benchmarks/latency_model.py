@@ -12,7 +12,10 @@ target (3x128x128) it prints the latency predicted from the parts table
 (:mod:`search.measure.latency_model`), the latency of the whole network measured directly, and
 the latency the ``cpu`` budget's training proxy gave before latency targets existed (quarter
 widths, 8 spike bins, 3x64x64). The first ``--large`` configurations are also predicted and
-measured at the deployment target (5x256x256).
+measured at the deployment target (5x256x256); with ``--large-pick spread`` every configuration
+is predicted there and the ``--large`` measured are spread evenly over those predictions, from the
+fastest to the slowest (a check that configurations far apart are ranked; random ones of one space
+often lie within this host's noise of each other). ``--large-only`` skips the 3x128x128 target.
 
 The direct measurement is built against this host's drift (its speed wanders by 10-20 % within
 an hour). Every network is built once; ``--passes`` passes visit them in turn (alternate passes
@@ -126,9 +129,19 @@ def run_target(
     passes: int,
     canary: Callable[[], float],
 ) -> list[dict[str, Any]]:
-    """Predict every config (canary readings around the table filling), then measure them all
-    directly in ``passes`` interleaved passes with canary readings around every visit; at the
-    small target also time the old proxy, and with ``--profile`` profile each whole network."""
+    """Predict every config, then measure them all directly."""
+    return measure_rows(predict_rows(configs, shape, args, canary), configs, shape, args,
+                        repeats, passes, canary)  # fmt: skip
+
+
+def predict_rows(
+    configs: list[VRTSpikeConfig],
+    shape: tuple[int, int, int],
+    args: argparse.Namespace,
+    canary: Callable[[], float],
+) -> list[dict[str, Any]]:
+    """Every config's predicted latency at ``shape`` (filling the tables where they lack a part),
+    with canary readings before and after each filling."""
     rows = []
     size = format_shape(shape)
     table_canary = [canary()]
@@ -142,9 +155,37 @@ def run_target(
                      "predicted_ms": pred.median_ms, "predicted_parts": pred.per_stage_ms,
                      "table_reference_ms": pred.canary_ms,
                      "predict_s": seconds, "parts_measured": pred.measured_parts,
-                     "visits": [], "measure_s": 0.0})  # fmt: skip
+                     "table_canary_ms": table_canary, "visits": [],
+                     "measure_s": 0.0})  # fmt: skip
         print(f"{size} #{i:<2} {rows[-1]['desc']:<32} predicted {pred.median_ms:9.0f} (table "
               f"{seconds:5.0f} s, {pred.measured_parts} parts new)", flush=True)  # fmt: skip
+    return rows
+
+
+def spread(rows: list[dict[str, Any]], k: int) -> list[int]:
+    """Indices of ``k`` rows whose predictions are evenly spaced in rank, from the fastest to the
+    slowest (every row when there are at most ``k``)."""
+    order = sorted(range(len(rows)), key=lambda i: rows[i]["predicted_ms"])
+    if k >= len(order):
+        return order
+    if k == 1:
+        return [order[len(order) // 2]]
+    return [order[round(j * (len(order) - 1) / (k - 1))] for j in range(k)]
+
+
+def measure_rows(
+    rows: list[dict[str, Any]],
+    configs: list[VRTSpikeConfig],
+    shape: tuple[int, int, int],
+    args: argparse.Namespace,
+    repeats: int,
+    passes: int,
+    canary: Callable[[], float],
+) -> list[dict[str, Any]]:
+    """Measure the predicted ``rows`` (of ``configs``, in order) directly in ``passes``
+    interleaved passes with canary readings around every visit; at the small target also time
+    the old proxy, and with ``--profile`` profile each whole network."""
+    size = format_shape(shape)
     wholes = [Whole(cfg, shape) for cfg in configs]
     for p in range(passes):
         order = range(len(configs)) if p % 2 == 0 else reversed(range(len(configs)))
@@ -156,7 +197,8 @@ def run_target(
             after = canary()
             row["measure_s"] += time.perf_counter() - t0
             row["visits"].append({"pass": p, "samples_ms": samples, "canary_ms": [before, after]})
-            print(f"{size} #{i:<2} pass {p + 1}: {', '.join(f'{v:.0f}' for v in samples)} ms, "
+            times = ", ".join(f"{v:.0f}" for v in samples)
+            print(f"{size} #{row['config']:<2} pass {p + 1}: {times} ms, "
                   f"canary {before:.0f}/{after:.0f} ms", flush=True)  # fmt: skip
     for i, row in enumerate(rows):
         for v in row["visits"]:  # to the speed the config's table is scaled to
@@ -168,13 +210,13 @@ def run_target(
         )
         row["error"] = row["predicted_ms"] / row["measured_ms"] - 1
         row["normalised_error"] = row["predicted_ms"] / row["normalised_ms"] - 1
-        row["table_canary_ms"] = table_canary
         if shape == SMALL:
             row["proxy_ms"] = proxy_ms(configs[i], max(repeats, 2))
         if args.profile:
             row["whole_parts"] = wholes[i].profile()
         proxy = f" proxy {row['proxy_ms']:8.0f}" if "proxy_ms" in row else ""
-        print(f"{size} #{i:<2} {row['desc']:<32} predicted {row['predicted_ms']:9.0f} measured "
+        print(f"{size} #{row['config']:<2} {row['desc']:<32} predicted {row['predicted_ms']:9.0f} "
+              f"measured "
               f"{row['measured_ms']:9.0f} ({100 * row['error']:+6.1f} %), normalised "
               f"{row['normalised_ms']:9.0f} ({100 * row['normalised_error']:+6.1f} %){proxy}",
               flush=True)  # fmt: skip
@@ -259,6 +301,12 @@ def report(s: dict[str, Any]) -> str:
         )
     if "tau_proxy" in s:
         lines.append(f"  old proxy vs measured: tau {s['tau_proxy']:.2f}")
+    if s.get("pick") == "spread":
+        pool = s["pool_predicted_ms"]
+        lines.append(
+            f"  picked spread over {len(pool)} configs predicted at {min(pool) / 1e3:.1f}-"
+            f"{max(pool) / 1e3:.1f} s (a check of configs far apart, not of close ones)"
+        )
     return "\n".join(lines)
 
 
@@ -266,6 +314,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = OneLineParser(description=__doc__.splitlines()[0])
     p.add_argument("--configs", type=positive_int, default=12, help="references + random")
     p.add_argument("--large", type=natural_int, default=4, help="configs also run at 5x256x256")
+    p.add_argument("--large-pick", choices=("first", "spread"), default="first",
+                   help="which run at 5x256x256: the first --large configs, or --large of all "
+                   "--configs spread evenly over their predicted latencies there (every one is "
+                   "predicted, so the table covers them all)")  # fmt: skip
+    p.add_argument("--large-only", action="store_true", help="skip the 3x128x128 target")
     p.add_argument("--repeats", type=positive_int, default=1,
                    help="timed forwards per visit at 3x128x128")  # fmt: skip
     p.add_argument("--large-repeats", type=positive_int, default=1, help="the same at 5x256x256")
@@ -295,10 +348,23 @@ def main() -> None:
     print(f"{len(configs)} configs, torch {torch.__version__}, {torch.get_num_threads()} threads",
           flush=True)  # fmt: skip
     canary = functools.partial(canary_ms, CPU)
-    small = run_target(configs, SMALL, args, args.repeats, args.passes, canary)
-    large = (run_target(configs[: args.large], LARGE, args, args.large_repeats, args.large_passes,
-                        canary) if args.large else [])  # fmt: skip
-    summaries = [summarise(small)] + ([summarise(large)] if large else [])
+    small = [] if args.large_only else run_target(configs, SMALL, args, args.repeats,
+                                                    args.passes, canary)  # fmt: skip
+    summaries = [summarise(small)] if small else []
+    large: list[dict[str, Any]] = []
+    if args.large:
+        pool = configs if args.large_pick == "spread" else configs[: args.large]
+        predicted = predict_rows(pool, LARGE, args, canary)
+        picked = spread(predicted, args.large) if args.large_pick == "spread" else None
+        if picked is not None:
+            print(f"{format_shape(LARGE)}: measuring #{', #'.join(map(str, picked))}, spread "
+                  f"over the {len(pool)} predictions", flush=True)  # fmt: skip
+        chosen = picked if picked is not None else list(range(len(pool)))
+        large = measure_rows([predicted[i] for i in chosen], [pool[i] for i in chosen], LARGE,
+                             args, args.large_repeats, args.large_passes, canary)  # fmt: skip
+        summaries.append({**summarise(large), "pick": args.large_pick,
+                          "table_s": sum(r["predict_s"] for r in predicted),
+                          "pool_predicted_ms": [r["predicted_ms"] for r in predicted]})  # fmt: skip
     for s in summaries:
         print(report(s), flush=True)
     if args.out:
