@@ -16,6 +16,7 @@ measured at the deployment target (5x256x256); with ``--large-pick spread`` ever
 is predicted there and the ``--large`` measured are spread evenly over those predictions, from the
 fastest to the slowest (a check that configurations far apart are ranked; random ones of one space
 often lie within this host's noise of each other). ``--large-only`` skips the 3x128x128 target.
+``--report FILE...`` times nothing and prints the summaries of rows an earlier ``--out`` wrote.
 
 The direct measurement is built against this host's drift (its speed wanders by 10-20 % within
 an hour). Every network is built once; ``--passes`` passes visit them in turn (alternate passes
@@ -247,6 +248,26 @@ def _halves(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
     )
 
 
+FAR_APART = (0.05, 0.10)
+"""Relative gaps between two predictions at which :func:`far_pairs` counts the pair."""
+
+
+def far_pairs(rows: list[dict[str, Any]], gap: float) -> tuple[int, int]:
+    """(pairs ordered like the raw measurement, pairs) among those predicted at least ``gap``
+    apart: how far apart two configurations must be for the prediction to rank them."""
+    pairs = [
+        (a, b)
+        for i, a in enumerate(rows)
+        for b in rows[i + 1 :]
+        if abs(a["predicted_ms"] / b["predicted_ms"] - 1) >= gap
+    ]
+    alike = sum(
+        (a["predicted_ms"] - b["predicted_ms"]) * (a["measured_ms"] - b["measured_ms"]) > 0
+        for a, b in pairs
+    )
+    return alike, len(pairs)
+
+
 def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     pred = [r["predicted_ms"] for r in rows]
     errors = [abs(r["error"]) for r in rows]
@@ -265,6 +286,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "table_canary_ms": rows[0]["table_canary_ms"],
         "table_s": sum(r["predict_s"] for r in rows),
         "direct_s": sum(r["measure_s"] for r in rows),
+        "far_pairs": {f"{gap:.2f}": far_pairs(rows, gap) for gap in FAR_APART},
     }
     if len({v["pass"] % 2 for v in rows[0]["visits"]}) == 2:
         out["tau_direct_halves"], out["median_halves_difference"] = _halves(rows, "samples_ms")
@@ -301,6 +323,9 @@ def report(s: dict[str, Any]) -> str:
         )
     if "tau_proxy" in s:
         lines.append(f"  old proxy vs measured: tau {s['tau_proxy']:.2f}")
+    far = [f"{alike} of {n} at least {100 * float(gap):.0f} % apart"
+           for gap, (alike, n) in s["far_pairs"].items()]  # fmt: skip
+    lines.append(f"  pairs ordered as measured, of those predicted far apart: {'; '.join(far)}")
     if s.get("pick") == "spread":
         pool = s["pool_predicted_ms"]
         lines.append(
@@ -336,11 +361,46 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=natural_int, default=0)
     p.add_argument("--tables", type=Path, default=None, help="default: studies/latency_tables")
     p.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
-    return p.parse_args(argv)
+    p.add_argument("--report", type=Path, nargs="+", default=None, metavar="JSON",
+                   help="time nothing: print what the run that wrote these --out files "
+                   "measured")  # fmt: skip
+    args = p.parse_args(argv)
+    for path in args.report or ():
+        try:
+            stored = json.loads(path.read_text())["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            p.error(f"--report {path}: not the rows of an --out file ({e})")
+        lacking = sorted(set(_STORED) - set(stored[0])) if stored else ["rows"]
+        if lacking:
+            p.error(f"--report {path}: its rows lack {', '.join(lacking)} (an older format)")
+    return args
+
+
+_STORED = ("shape", "predicted_ms", "measured_ms", "error", "normalised_ms", "normalised_error",
+           "visits", "table_canary_ms", "predict_s", "measure_s")  # fmt: skip
+"""Row fields :func:`summarise` reads."""
+_POOL = ("pick", "table_s", "pool_predicted_ms")
+"""Summary fields of a spread pick that its rows alone do not give."""
+
+
+def report_stored(paths: Sequence[Path]) -> None:
+    """Print the summary of every target in each stored file, as the run that wrote it did (the
+    pairs predicted far apart included)."""
+    for path in paths:
+        stored = json.loads(path.read_text())
+        rows = stored["rows"]
+        for shape in dict.fromkeys(r["shape"] for r in rows):
+            s = summarise([r for r in rows if r["shape"] == shape])
+            run = next((x for x in stored.get("summary", ()) if x.get("shape") == shape), {})
+            s.update({k: run[k] for k in _POOL if k in run})  # a spread pick's whole pool
+            print(f"{path.name}:\n{report(s)}", flush=True)
 
 
 def main() -> None:
     args = parse()
+    if args.report:
+        report_stored(args.report)
+        return
     torch.set_num_threads(args.threads)
     tune_malloc()
     configs = space_configs(load_space("aggressive"), samples=args.configs * 4, seed=args.seed)
