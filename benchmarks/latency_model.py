@@ -122,19 +122,6 @@ def describe(cfg: VRTSpikeConfig) -> str:
             f"f{''.join(map(str, m.fuse.stages)) or '-'} {amp}")  # fmt: skip
 
 
-def run_target(
-    configs: list[VRTSpikeConfig],
-    shape: tuple[int, int, int],
-    args: argparse.Namespace,
-    repeats: int,
-    passes: int,
-    canary: Callable[[], float],
-) -> list[dict[str, Any]]:
-    """Predict every config, then measure them all directly."""
-    return measure_rows(predict_rows(configs, shape, args, canary), configs, shape, args,
-                        repeats, passes, canary)  # fmt: skip
-
-
 def predict_rows(
     configs: list[VRTSpikeConfig],
     shape: tuple[int, int, int],
@@ -408,8 +395,10 @@ def main() -> None:
     print(f"{len(configs)} configs, torch {torch.__version__}, {torch.get_num_threads()} threads",
           flush=True)  # fmt: skip
     canary = functools.partial(canary_ms, CPU)
-    small = [] if args.large_only else run_target(configs, SMALL, args, args.repeats,
-                                                    args.passes, canary)  # fmt: skip
+    small: list[dict[str, Any]] = []
+    if not args.large_only:
+        small = measure_rows(predict_rows(configs, SMALL, args, canary), configs, SMALL, args,
+                             args.repeats, args.passes, canary)  # fmt: skip
     summaries = [summarise(small)] if small else []
     large: list[dict[str, Any]] = []
     if args.large:
