@@ -5,6 +5,7 @@ same at one thread, where this host's forwards vary about three times less):
 
     python -u benchmarks/latency_model.py > latency_model.txt
     python -u benchmarks/latency_model.py --configs 6 --large 2   # shorter
+    python -u benchmarks/latency_model.py --device cuda --repeats 20 --large-repeats 20  # a GPU
 
 Configurations: the guide's baseline, scheme A and scheme B, then random samples of the
 ``aggressive`` space (fixed seed), each at full widths with its own AMP. For each one at the small
@@ -72,22 +73,25 @@ from search.study.space import load_space  # noqa: E402
 from search.study.tables import space_configs  # noqa: E402
 
 SMALL, LARGE, PROXY = (3, 128, 128), (5, 256, 256), (3, 64, 64)
-CPU = torch.device("cpu")
 
 
-def _inputs(cfg: VRTSpikeConfig, shape: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs(
+    cfg: VRTSpikeConfig, shape: tuple[int, int, int], device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
     t, h, w = shape
     gen = torch.Generator().manual_seed(0)
     rgb = torch.rand(1, t, 3, h, w, generator=gen)
-    return rgb, torch.rand(1, t, cfg.data.num_voxel_bins, h, w, generator=gen)
+    spike = torch.rand(1, t, cfg.data.num_voxel_bins, h, w, generator=gen)
+    return rgb.to(device), spike.to(device)
 
 
-def proxy_ms(cfg: VRTSpikeConfig, repeats: int) -> float:
+def proxy_ms(cfg: VRTSpikeConfig, repeats: int, device: torch.device) -> float:
     """Median forward (ms) of the ``cpu`` budget's training proxy at 3x64x64, as studies timed
     it before latency targets existed."""
     proxy = apply_budget(cfg, get_budget("cpu"))
     torch.manual_seed(0)
-    lat = measure_latency(VRTSpike(proxy), *_inputs(proxy, PROXY), amp=config_amp(proxy, "cpu"),
+    lat = measure_latency(VRTSpike(proxy).to(device), *_inputs(proxy, PROXY, device),
+                          amp=config_amp(proxy, device),
                           warmup=1, repeats=repeats, max_attempts=1, profile_runs=0,
                           measure_memory=False)  # fmt: skip
     return lat.median_ms
@@ -96,28 +100,31 @@ def proxy_ms(cfg: VRTSpikeConfig, repeats: int) -> float:
 class Whole:
     """One config's whole network and inputs at ``shape``, built once and timed visit by visit."""
 
-    def __init__(self, cfg: VRTSpikeConfig, shape: tuple[int, int, int]) -> None:
+    def __init__(
+        self, cfg: VRTSpikeConfig, shape: tuple[int, int, int], device: torch.device
+    ) -> None:
         torch.manual_seed(0)
-        self.model = VRTSpike(cfg)
-        self.rgb, self.spike = _inputs(cfg, shape)
-        self.amp = config_amp(cfg, "cpu")
+        self.device = device
+        self.model = VRTSpike(cfg).to(device)
+        self.rgb, self.spike = _inputs(cfg, shape, device)
+        self.amp = config_amp(cfg, device)
 
     def visit(self, repeats: int) -> list[float]:
         """One untimed forward, then ``repeats`` timed ones (ms)."""
-        with deploy_mode(self.model, CPU, self.amp):
+        with deploy_mode(self.model, self.device, self.amp):
             self.model(self.rgb, self.spike)
-            timer = call_timer(lambda: self.model(self.rgb, self.spike), CPU)
+            timer = call_timer(lambda: self.model(self.rgb, self.spike), self.device)
             return [timer() for _ in range(repeats)]
 
     def profile(self) -> dict[str, float]:
         """Per-part ms of one synchronised forward (after the visits, so warm)."""
-        with deploy_mode(self.model, CPU, self.amp):
+        with deploy_mode(self.model, self.device, self.amp):
             return profile_parts(self.model, self.rgb, self.spike, runs=1)[0]
 
 
-def describe(cfg: VRTSpikeConfig) -> str:
+def describe(cfg: VRTSpikeConfig, device: torch.device) -> str:
     m = cfg.model
-    amp = amp_name(config_amp(cfg, "cpu")) or "fp32"
+    amp = amp_name(config_amp(cfg, device)) or "fp32"
     return (f"d{''.join(map(str, m.vrt_depths))} w{m.window_size} "
             f"f{''.join(map(str, m.fuse.stages)) or '-'} {amp}")  # fmt: skip
 
@@ -135,11 +142,11 @@ def predict_rows(
     table_canary = [canary()]
     for i, cfg in enumerate(configs):
         t0 = time.perf_counter()
-        pred = predict_latency(cfg, shape, "cpu", folder=args.tables)
+        pred = predict_latency(cfg, shape, args.device, folder=args.tables)
         seconds = time.perf_counter() - t0
         if pred.measured_parts:
             table_canary.append(canary())
-        rows.append({"config": i, "desc": describe(cfg), "shape": size,
+        rows.append({"config": i, "desc": describe(cfg, args.device), "shape": size,
                      "predicted_ms": pred.median_ms, "predicted_parts": pred.per_stage_ms,
                      "table_reference_ms": pred.canary_ms,
                      "predict_s": seconds, "parts_measured": pred.measured_parts,
@@ -174,7 +181,7 @@ def measure_rows(
     interleaved passes with canary readings around every visit; at the small target also time
     the old proxy, and with ``--profile`` profile each whole network."""
     size = format_shape(shape)
-    wholes = [Whole(cfg, shape) for cfg in configs]
+    wholes = [Whole(cfg, shape, args.device) for cfg in configs]
     for p in range(passes):
         order = range(len(configs)) if p % 2 == 0 else reversed(range(len(configs)))
         for i in order:
@@ -199,7 +206,7 @@ def measure_rows(
         row["error"] = row["predicted_ms"] / row["measured_ms"] - 1
         row["normalised_error"] = row["predicted_ms"] / row["normalised_ms"] - 1
         if shape == SMALL:
-            row["proxy_ms"] = proxy_ms(configs[i], max(repeats, 2))
+            row["proxy_ms"] = proxy_ms(configs[i], max(repeats, 2), args.device)
         if args.profile:
             row["whole_parts"] = wholes[i].profile()
         proxy = f" proxy {row['proxy_ms']:8.0f}" if "proxy_ms" in row else ""
@@ -345,6 +352,9 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--threads", type=positive_int, default=2,
                    help="torch threads for every timing (a table is per thread count)")  # fmt: skip
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="where to predict and time (on a GPU, give --repeats and --large-repeats "
+                   "about 20)")  # fmt: skip
     p.add_argument("--seed", type=natural_int, default=0)
     p.add_argument("--tables", type=Path, default=None, help="default: studies/latency_tables")
     p.add_argument("--out", type=Path, default=None, help="also write the rows as JSON")
@@ -352,6 +362,11 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="time nothing: print what the run that wrote these --out files "
                    "measured")  # fmt: skip
     args = p.parse_args(argv)
+    if args.configs < 2 or args.large == 1:
+        p.error("--configs and --large (unless 0) must be at least 2: a Kendall tau needs pairs")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: this machine has no CUDA device")
+    args.device = torch.device(args.device)
     for path in args.report or ():
         try:
             stored = json.loads(path.read_text())["rows"]
@@ -394,7 +409,7 @@ def main() -> None:
     configs = configs[: args.configs]
     print(f"{len(configs)} configs, torch {torch.__version__}, {torch.get_num_threads()} threads",
           flush=True)  # fmt: skip
-    canary = functools.partial(canary_ms, CPU)
+    canary = functools.partial(canary_ms, args.device)
     small: list[dict[str, Any]] = []
     if not args.large_only:
         small = measure_rows(predict_rows(configs, SMALL, args, canary), configs, SMALL, args,
