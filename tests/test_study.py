@@ -57,6 +57,7 @@ def test_objective_with_fixed_trial(workdir: Path) -> None:
         {"MODEL.VRT_DEPTHS[7]": 1, "MODEL.WINDOW_SIZE": 3, "MODEL.FUSE.CHUNK_SIZE": 8}
     )
     assert attrs["latency"]["median_ms"] == latency_ms
+    assert attrs["latency"]["attempts"] == budget.latency_blocks == 1  # smoke: never re-measured
     assert set(attrs["per_stage_ms"]) >= {"flow", "stage1", "stage8", "fusion1"}
     assert attrs["train"]["steps"] == budget.steps and attrs["params"] > 0 and attrs["flops"] > 0
     assert attrs["budget"]["name"] == "smoke" and attrs["feasible"] is True
