@@ -158,13 +158,11 @@ def predict_rows(
 
 
 def spread(rows: list[dict[str, Any]], k: int) -> list[int]:
-    """Indices of ``k`` rows whose predictions are evenly spaced in rank, from the fastest to the
-    slowest (every row when there are at most ``k``)."""
+    """Indices of ``k`` >= 2 rows whose predictions are evenly spaced in rank, from the fastest to
+    the slowest (every row when there are at most ``k``)."""
     order = sorted(range(len(rows)), key=lambda i: rows[i]["predicted_ms"])
     if k >= len(order):
         return order
-    if k == 1:
-        return [order[len(order) // 2]]
     return [order[round(j * (len(order) - 1) / (k - 1))] for j in range(k)]
 
 
@@ -367,14 +365,17 @@ def parse(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: this machine has no CUDA device")
     args.device = torch.device(args.device)
+    args.stored = []  # (path, its JSON) per --report file, read once
     for path in args.report or ():
         try:
-            stored = json.loads(path.read_text())["rows"]
+            stored = json.loads(path.read_text())
+            rows = stored["rows"]
         except (OSError, ValueError, KeyError, TypeError) as e:
             p.error(f"--report {path}: not the rows of an --out file ({e})")
-        lacking = sorted(set(_STORED) - set(stored[0])) if stored else ["rows"]
+        lacking = sorted(set(_STORED) - set(rows[0])) if rows else ["rows"]
         if lacking:
             p.error(f"--report {path}: its rows lack {', '.join(lacking)} (an older format)")
+        args.stored.append((path, stored))
     return args
 
 
@@ -385,11 +386,10 @@ _POOL = ("pick", "table_s", "pool_predicted_ms")
 """Summary fields of a spread pick that its rows alone do not give."""
 
 
-def report_stored(paths: Sequence[Path]) -> None:
-    """Print the summary of every target in each stored file, as the run that wrote it did (the
-    pairs predicted far apart included)."""
-    for path in paths:
-        stored = json.loads(path.read_text())
+def report_stored(files: Sequence[tuple[Path, dict[str, Any]]]) -> None:
+    """Print the summary of every target in each stored file (path, its JSON), as the run that
+    wrote it did (the pairs predicted far apart included)."""
+    for path, stored in files:
         rows = stored["rows"]
         for shape in dict.fromkeys(r["shape"] for r in rows):
             s = summarise([r for r in rows if r["shape"] == shape])
@@ -401,7 +401,7 @@ def report_stored(paths: Sequence[Path]) -> None:
 def main() -> None:
     args = parse()
     if args.report:
-        report_stored(args.report)
+        report_stored(args.stored)
         return
     torch.set_num_threads(args.threads)
     tune_malloc()
@@ -419,11 +419,11 @@ def main() -> None:
     if args.large:
         pool = configs if args.large_pick == "spread" else configs[: args.large]
         predicted = predict_rows(pool, LARGE, args, canary)
-        picked = spread(predicted, args.large) if args.large_pick == "spread" else None
-        if picked is not None:
-            print(f"{format_shape(LARGE)}: measuring #{', #'.join(map(str, picked))}, spread "
+        chosen = list(range(len(pool)))
+        if args.large_pick == "spread":
+            chosen = spread(predicted, args.large)
+            print(f"{format_shape(LARGE)}: measuring #{', #'.join(map(str, chosen))}, spread "
                   f"over the {len(pool)} predictions", flush=True)  # fmt: skip
-        chosen = picked if picked is not None else list(range(len(pool)))
         large = measure_rows([predicted[i] for i in chosen], [pool[i] for i in chosen], LARGE,
                              args, args.large_repeats, args.large_passes, canary)  # fmt: skip
         summaries.append({**summarise(large), "pick": args.large_pick,
